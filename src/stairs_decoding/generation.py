@@ -1,0 +1,195 @@
+"""`generate()`: validate once, build the decoding state, dispatch to the method's module."""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .methods import METHODS, NEEDS_DRAFT, SCHEDULES
+from .methods import hf_assisted
+from .methods._state import Clock, ModelState, Sequence
+from .stats import DecodingStats, GenerationResult
+
+# Arguments that only make sense for sampling or beam search, and the value that means "greedy".
+_NOT_GREEDY = {"do_sample": False, "num_beams": 1, "num_return_sequences": 1, "temperature": None,
+               "top_k": None, "top_p": None, "typical_p": None, "min_p": None, "penalty_alpha": None,
+               "epsilon_cutoff": None, "eta_cutoff": None}
+
+
+class GenerationInputError(ValueError):
+    """Bad input to `generate()`, raised before any generation work, in one readable line."""
+
+
+def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft_tokens: int = 4,
+             max_new_tokens: int = 64, attention_mask=None, eos_token_id=None, schedule: str = "constant",
+             ignore_eos: bool = False, **kwargs) -> GenerationResult:
+    """Greedy generation with `method`; every method returns the target's own greedy tokens.
+
+    Args:
+        target, draft: loaded transformers models, both encoder-decoder (T5) or both decoder-only.
+        input_ids: LongTensor [batch, seq] — encoder input, or the prompt of a decoder-only model
+            (padded rows need `attention_mask`; any padding side).
+        method: greedy | stairs | stairs_cached | hf_assisted | draft_greedy.
+        num_draft_tokens: k, draft tokens proposed per round (the paper's "assistant batch size").
+        max_new_tokens: new tokens per row at most.
+        eos_token_id: int or list; default: the target's generation config.
+        schedule: "constant" k, or "heuristic" (+2 after a fully accepted round, −1 otherwise; stairs and
+            stairs_cached only).
+        ignore_eos: generate exactly `max_new_tokens` tokens (benchmarks on random-weight models).
+    """
+    _check_sampling(kwargs)
+    _check_args(target, draft, input_ids, attention_mask, method, num_draft_tokens, max_new_tokens, schedule)
+    eos_ids = [] if ignore_eos else _eos_list(target, eos_token_id)
+    pad_id = _first(target.generation_config.pad_token_id, target.config.pad_token_id, eos_ids, 0)
+
+    device = target.device
+    input_ids = input_ids.to(device)
+    if attention_mask is not None:
+        attention_mask = attention_mask.to(device)
+        if bool(attention_mask.all()):
+            attention_mask = None
+    stats = DecodingStats()
+    clock = Clock(device)
+
+    with torch.inference_mode():
+        t0 = clock()
+        if method == "hf_assisted":
+            tokens = hf_assisted.run_hf(target, draft, input_ids, attention_mask, k=num_draft_tokens,
+                                        max_new_tokens=max_new_tokens, eos_ids=eos_ids, pad_id=pad_id,
+                                        stats=stats, clock=clock)
+        else:
+            tokens = _run_own(target, draft, input_ids, attention_mask, method, num_draft_tokens,
+                              max_new_tokens, schedule, eos_ids, pad_id, stats, clock)
+        stats.total_seconds = clock() - t0
+    return GenerationResult(tokens=tokens, stats=stats)
+
+
+def _run_own(target, draft, input_ids, attention_mask, method, k, max_new_tokens, schedule, eos_ids, pad_id,
+             stats, clock):
+    uses_target = method != "draft_greedy"
+    uses_draft = method in NEEDS_DRAFT
+    first = target if uses_target else draft
+    if first.config.is_encoder_decoder:
+        start = _first(first.generation_config.decoder_start_token_id, first.config.decoder_start_token_id,
+                       pad_id)
+        prefix = torch.full((input_ids.shape[0], 1), start, dtype=torch.long, device=input_ids.device)
+        prefix_mask = None
+    else:
+        prefix, prefix_mask = _left_align(input_ids, attention_mask)
+        attention_mask = prefix_mask
+    eos = torch.tensor(eos_ids, device=input_ids.device) if eos_ids else None
+    seq = Sequence(prefix, prefix_mask, max_new_tokens=max_new_tokens, eos_ids=eos, pad_id=pad_id)
+
+    enc_input = input_ids if first.config.is_encoder_decoder else prefix
+    tstate = ModelState(target, enc_input, attention_mask, clock) if uses_target else None
+    dstate = ModelState(draft, enc_input, attention_mask, clock) if uses_draft else None
+    METHODS[method].run(tstate, dstate, seq, k=k, schedule=schedule, stats=stats)
+
+    tokens = seq.outputs()
+    stats.new_tokens = sum(len(t) for t in tokens)
+    if tstate is not None:
+        stats.target_calls, stats.target_seconds = tstate.calls, tstate.seconds
+    if dstate is not None:
+        stats.draft_calls, stats.draft_seconds = dstate.calls, dstate.seconds
+    return tokens
+
+
+# -- validation: everything is checked before any model runs ----------------------------------------------
+def _fail(msg: str):
+    raise GenerationInputError(msg)
+
+
+def _check_sampling(kwargs: dict) -> None:
+    for name, value in kwargs.items():
+        if name not in _NOT_GREEDY:
+            raise TypeError(f"generate() got an unexpected keyword argument {name!r}")
+        if value is not None and value != _NOT_GREEDY[name]:
+            _fail(f"{name}={value!r}: only greedy decoding is supported (do_sample=False, num_beams=1, "
+                  "no temperature/top-k/top-p)")
+
+
+def _check_args(target, draft, input_ids, attention_mask, method, k, max_new_tokens, schedule) -> None:
+    if method not in METHODS:
+        _fail(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    if not isinstance(k, int) or k < 1:
+        _fail(f"num_draft_tokens (k) must be an integer >= 1, got {k!r}")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        _fail(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    if schedule not in SCHEDULES:
+        _fail(f"unknown schedule {schedule!r}; valid schedules: {', '.join(SCHEDULES)}")
+    if not torch.is_tensor(input_ids) or input_ids.dim() != 2:
+        _fail("input_ids must be a 2-D LongTensor [batch, seq]")
+    if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+        _fail(f"empty prompt: input_ids has shape {tuple(input_ids.shape)}")
+    if attention_mask is not None:
+        if attention_mask.shape != input_ids.shape:
+            _fail(f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape {tuple(input_ids.shape)}")
+        empty = (attention_mask.sum(1) == 0).nonzero().flatten().tolist()
+        if empty:
+            _fail(f"empty prompt: row {empty[0]} of attention_mask has no tokens")
+    if method in NEEDS_DRAFT:
+        if draft is None:
+            _fail(f"method {method!r} needs a draft model (draft=...)")
+        tv, dv = target.config.vocab_size, draft.config.vocab_size
+        if tv != dv:
+            _fail(f"draft and target vocabularies differ: target has {tv} tokens, draft has {dv}")
+        if bool(draft.config.is_encoder_decoder) != bool(target.config.is_encoder_decoder):
+            _fail("draft and target must both be encoder-decoder or both decoder-only")
+        if draft.device != target.device:
+            _fail(f"draft is on {draft.device} but target is on {target.device}; put both on one device")
+    if method == "hf_assisted" and input_ids.shape[0] > 1:
+        _fail(f"hf_assisted: Hugging Face assisted generation supports batch size 1 only, got {input_ids.shape[0]}")
+    for name, model in (("target", target), ("draft", draft if method in NEEDS_DRAFT else None)):
+        if model is None:
+            continue
+        if model.training:
+            _fail(f"the {name} model is in training mode (dropout on); call .eval() first")
+        limit = _max_positions(model.config)
+        length = input_ids.shape[1]
+        if limit is not None and not model.config.is_encoder_decoder:
+            if length + max_new_tokens > limit:
+                _fail(f"prompt of {length} tokens + max_new_tokens={max_new_tokens} exceeds the {name}'s "
+                      f"{limit} positions")
+        elif limit is not None and length > limit:
+            _fail(f"prompt has {length} tokens but the {name} accepts at most {limit}")
+
+
+def _max_positions(config) -> int | None:
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _eos_list(model, eos_token_id) -> list[int]:
+    eos = eos_token_id if eos_token_id is not None else _first(model.generation_config.eos_token_id,
+                                                               model.config.eos_token_id)
+    if eos is None:
+        return []
+    return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
+
+
+def _first(*values):
+    for v in values:
+        if isinstance(v, (list, tuple)):
+            if v:
+                return int(v[0])
+        elif v is not None:
+            return int(v)
+    return None
+
+
+def _left_align(input_ids, attention_mask):
+    """Decoder-only prompts are decoded left-padded; right- or mixed-padded rows are moved to the right."""
+    if attention_mask is None:
+        return input_ids, None
+    lengths = attention_mask.sum(1)
+    width = input_ids.shape[1]
+    out_ids = torch.zeros_like(input_ids)
+    out_mask = torch.zeros_like(attention_mask)
+    for b in range(input_ids.shape[0]):
+        real = input_ids[b][attention_mask[b].bool()]
+        out_ids[b, width - lengths[b]:] = real
+        out_mask[b, width - lengths[b]:] = 1
+    return out_ids, out_mask

@@ -1,0 +1,14 @@
+"""Target alone: encoder once, KV cache, one decoder call per token (the baseline every method must match)."""
+from __future__ import annotations
+
+from ._state import ModelState, Sequence
+
+
+def decode(model: ModelState, seq: Sequence) -> None:
+    while not seq.done:
+        logits = model.step(seq)                       # feed the newest committed token(s)
+        seq.append(logits[:, -1].argmax(-1, keepdim=True))
+
+
+def run(target: ModelState, draft: ModelState | None, seq: Sequence, **_) -> None:
+    decode(target, seq)

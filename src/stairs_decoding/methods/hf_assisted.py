@@ -1,0 +1,99 @@
+"""The peer baseline: Hugging Face assisted generation, `target.generate(assistant_model=draft)`.
+
+Same k, constant schedule, confidence-based early stopping of the draft turned off, so that it proposes
+exactly what our methods propose. Hooks count each model's forward calls and time; the per-round accepted
+counts are read off the target's cache length at each verification call.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from transformers import GenerationConfig
+
+from ..stats import DecodingStats
+from ._state import Clock
+
+
+class _Meter:
+    """Forward hooks on one module: number of calls, seconds inside them, cache length at each call."""
+
+    def __init__(self, module: torch.nn.Module, clock: Clock):
+        self.clock, self.calls, self.seconds, self.cache_lens = clock, 0, 0.0, []
+        self._t0 = 0.0
+        self._handles = [module.register_forward_pre_hook(self._pre, with_kwargs=True),
+                         module.register_forward_hook(self._post)]
+
+    def _pre(self, module, args, kwargs):
+        cache = kwargs.get("past_key_values")
+        self.cache_lens.append(cache.get_seq_length() if cache is not None else 0)
+        self._t0 = self.clock()
+
+    def _post(self, module, args, output):
+        self.seconds += self.clock() - self._t0
+        self.calls += 1
+
+    def remove(self):
+        for h in self._handles:
+            h.remove()
+
+
+@contextlib.contextmanager
+def _assistant_settings(draft, k: int):
+    cfg = draft.generation_config
+    saved = {name: getattr(cfg, name, None) for name in
+             ("num_assistant_tokens", "num_assistant_tokens_schedule", "assistant_confidence_threshold")}
+    cfg.num_assistant_tokens = k
+    cfg.num_assistant_tokens_schedule = "constant"
+    cfg.assistant_confidence_threshold = 0.0   # 0 = never stop drafting early on low confidence
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(cfg, name, value)
+
+
+def run_hf(target, draft, input_ids, attention_mask, *, k: int, max_new_tokens: int, eos_ids: list[int] | None,
+           pad_id: int, stats: DecodingStats, clock: Clock) -> list[list[int]]:
+    enc_dec = bool(target.config.is_encoder_decoder)
+    config = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens,
+                              min_new_tokens=0, pad_token_id=pad_id,
+                              # None would fall back to the model's EOS; an id outside the vocabulary never stops
+                              eos_token_id=eos_ids if eos_ids else [target.config.vocab_size],
+                              decoder_start_token_id=target.generation_config.decoder_start_token_id
+                              if enc_dec else None)
+    meters = {"target": _Meter(target, clock), "draft": _Meter(draft, clock)}
+    if enc_dec:
+        meters["target_enc"] = _Meter(target.get_encoder(), clock)
+        meters["draft_enc"] = _Meter(draft.get_encoder(), clock)
+    try:
+        with _assistant_settings(draft, k):
+            out = target.generate(input_ids, attention_mask=attention_mask, assistant_model=draft,
+                                  generation_config=config)
+    finally:
+        for m in meters.values():
+            m.remove()
+
+    prefix = 1 if enc_dec else input_ids.shape[1]
+    row = out[0, prefix:].tolist()
+    if eos_ids:
+        for i, tok in enumerate(row):
+            if tok in eos_ids:
+                row = row[:i + 1]
+                break
+    stats.new_tokens = len(row)
+    stats.target_calls = meters["target"].calls
+    stats.draft_calls = meters["draft"].calls
+    stats.target_seconds = meters["target"].seconds + (meters["target_enc"].seconds if enc_dec else 0.0)
+    stats.draft_seconds = meters["draft"].seconds + (meters["draft_enc"].seconds if enc_dec else 0.0)
+    # Round r starts with cur_len_r committed tokens: the prefix, then (cache length + 1) after a crop.
+    starts = [prefix] + [n + 1 for n in meters["target"].cache_lens[1:]] + [prefix + len(row)]
+    stats.accepted = [max(0, b - a - 1) for a, b in zip(starts, starts[1:])]
+    # HF drafts min(k, tokens left - 1) per round; a round that kept fewer, and did not end the output, was
+    # a rejection.
+    stats.drafted = [min(k, max_new_tokens - (a - prefix) - 1) for a in starts[:-1]]
+    stats.rejections = sum(acc < d for acc, d in zip(stats.accepted[:-1], stats.drafted[:-1]))
+    if stats.accepted and row and row[-1] not in (eos_ids or ()) and stats.accepted[-1] < stats.drafted[-1] \
+            and len(row) < max_new_tokens:
+        stats.rejections += 1
+    return [row]
