@@ -7,6 +7,7 @@ counts are read off the target's cache length at each verification call.
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import torch
 from transformers import GenerationConfig
@@ -53,9 +54,22 @@ def _assistant_settings(draft, k: int):
             setattr(cfg, name, value)
 
 
+def _own_hooks(model):
+    """A shallow copy of `model`: the same weights, but its own forward-hook registry and generation config,
+    so that a draft that *is* the target is still metered and configured separately."""
+    clone = copy.copy(model)
+    for name in ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
+                 "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs"):
+        setattr(clone, name, type(getattr(model, name))())
+    clone.generation_config = copy.deepcopy(model.generation_config)
+    return clone
+
+
 def run_hf(target, draft, input_ids, attention_mask, *, k: int, max_new_tokens: int, eos_ids: list[int] | None,
            pad_id: int, stats: DecodingStats, clock: Clock) -> list[list[int]]:
     enc_dec = bool(target.config.is_encoder_decoder)
+    if draft is target:
+        draft = _own_hooks(target)
     config = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens,
                               min_new_tokens=0, pad_token_id=pad_id,
                               # None would fall back to the model's EOS; an id outside the vocabulary never stops
@@ -65,7 +79,9 @@ def run_hf(target, draft, input_ids, attention_mask, *, k: int, max_new_tokens: 
     meters = {"target": _Meter(target, clock), "draft": _Meter(draft, clock)}
     if enc_dec:
         meters["target_enc"] = _Meter(target.get_encoder(), clock)
-        meters["draft_enc"] = _Meter(draft.get_encoder(), clock)
+        # A shared encoder module (draft is target) is metered once; its time then counts for the target.
+        shared = draft.get_encoder() is target.get_encoder()
+        meters["draft_enc"] = _Meter(torch.nn.Identity(), clock) if shared else _Meter(draft.get_encoder(), clock)
     try:
         with _assistant_settings(draft, k):
             out = target.generate(input_ids, attention_mask=attention_mask, assistant_model=draft,

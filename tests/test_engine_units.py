@@ -1,0 +1,149 @@
+"""The shared pieces on their own: accept(), the commit rules, stats, and every bad-input error."""
+import pytest
+import torch
+
+from conftest import EOS, VOCAB, tiny_gpt2, tiny_t5
+from stairs_decoding import GenerationInputError, generate
+from stairs_decoding.methods._speculative import accept, next_k
+from stairs_decoding.methods._state import Sequence
+
+T = torch.tensor
+
+
+# -- accept(): the longest agreeing prefix --------------------------------------------------------------
+@pytest.mark.parametrize("drafts,preds,expected", [
+    ([[5, 6, 7]], [[5, 6, 7, 8]], 3),          # all match: keep all three, then the target's 8
+    ([[5, 6, 7]], [[9, 6, 7, 8]], 0),          # none: the first already differs
+    ([[5, 6, 7]], [[5, 9, 7, 8]], 1),          # mismatch in the middle: later agreement does not count
+    ([[5, 6, 7]], [[5, 6, 9, 8]], 2),
+    ([[]], [[4]], 0),                          # no drafts: a plain target step
+])
+def test_accept_single_row(drafts, preds, expected):
+    d = T(drafts, dtype=torch.long).reshape(1, -1)
+    assert accept(d, T(preds)) == expected
+
+
+def test_accept_batch_takes_minimum_over_running_rows():
+    drafts = T([[5, 6, 7], [5, 6, 7], [1, 1, 1]])
+    preds = T([[5, 6, 7, 8], [5, 0, 7, 8], [2, 2, 2, 2]])
+    assert accept(drafts, preds) == 0
+    assert accept(drafts, preds, running=T([True, True, False])) == 1   # finished row 2 is ignored
+    assert accept(drafts, preds, running=T([True, False, False])) == 3
+
+
+def _seq(max_new_tokens=10, eos=(EOS,)):
+    return Sequence(T([[0], [0]]), None, max_new_tokens=max_new_tokens,
+                    eos_ids=T(list(eos)) if eos else None, pad_id=0)
+
+
+def test_commit_eos_inside_accepted_part_stops_that_row_only():
+    seq = _seq()
+    emitted = seq.append(T([[5, EOS, 7, 8], [5, 6, 7, 8]]))
+    assert emitted == 4 and seq.outputs() == [[5, EOS], [5, 6, 7, 8]]
+    assert seq.finished.tolist() == [True, False] and not seq.done
+    seq.append(T([[9, 9], [EOS, 3]]))                   # finished rows are padded, never extended
+    assert seq.outputs() == [[5, EOS], [5, 6, 7, 8, EOS]] and seq.done
+
+
+def test_commit_max_new_tokens_ends_generation():
+    seq = _seq(max_new_tokens=3)
+    seq.append(T([[5, 6], [5, 6]]))
+    assert seq.remaining == 1 and not seq.done
+    seq.append(T([[7], [7]]))
+    assert seq.done and seq.outputs() == [[5, 6, 7], [5, 6, 7]]
+
+
+def test_round_is_cut_to_the_tokens_left(t5_pair):
+    """max_new_tokens cuts the round short: never more drafts than tokens left, and no overshoot."""
+    target, _ = t5_pair
+    ids = torch.randint(2, VOCAB, (1, 8), generator=torch.Generator().manual_seed(0))
+    res = generate(target, ids, draft=target, method="stairs_cached", num_draft_tokens=8, max_new_tokens=11,
+                   ignore_eos=True)
+    assert res.stats.drafted == [8, 1] and res.stats.accepted == [8, 1] and res.stats.new_tokens == 11
+
+
+def test_next_k_schedules():
+    assert next_k(4, True, "constant") == 4 and next_k(4, False, "constant") == 4
+    assert next_k(4, True, "heuristic") == 6 and next_k(4, False, "heuristic") == 3
+    assert next_k(1, False, "heuristic") == 1
+
+
+def test_stats_acceptance_rate_and_dict(t5_pair):
+    target, draft = t5_pair
+    ids = torch.randint(2, VOCAB, (1, 8), generator=torch.Generator().manual_seed(1))
+    s = generate(target, ids, draft=draft, method="stairs", max_new_tokens=20, ignore_eos=True).stats
+    d = s.to_dict()
+    assert d["rounds"] == s.target_calls
+    assert s.acceptance_rate == sum(s.accepted) / (sum(s.accepted) + s.rejections)
+    assert 0 < s.target_seconds and 0 < s.draft_seconds and s.target_seconds + s.draft_seconds <= s.total_seconds
+
+
+# -- bad input: one clear error each, raised before any generation work -------------------------------
+@pytest.fixture()
+def no_forward(t5_pair, monkeypatch):
+    """Any model call during a bad-input check is a bug: the check must come first."""
+    target, draft = t5_pair
+
+    def boom(*a, **k):
+        raise AssertionError("a model ran before the input was validated")
+    for m in (target, draft):
+        monkeypatch.setattr(m, "forward", boom)
+        monkeypatch.setattr(m.get_encoder(), "forward", boom)
+    return target, draft
+
+
+IDS = torch.randint(2, VOCAB, (1, 6), generator=torch.Generator().manual_seed(2))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"method": "beam"}, "unknown method 'beam'; valid methods: greedy, stairs, stairs_cached, hf_assisted, "
+                         "draft_greedy"),
+    ({"method": "stairs", "draft": None}, "method 'stairs' needs a draft model"),
+    ({"method": "stairs_cached", "num_draft_tokens": 0}, "num_draft_tokens (k) must be an integer >= 1, got 0"),
+    ({"max_new_tokens": 0}, "max_new_tokens must be an integer >= 1, got 0"),
+    ({"input_ids": torch.zeros(1, 0, dtype=torch.long)}, "empty prompt"),
+    ({"attention_mask": torch.zeros(1, 6, dtype=torch.long)}, "empty prompt: row 0"),
+    ({"do_sample": True}, "only greedy decoding is supported"),
+    ({"temperature": 0.7}, "only greedy decoding is supported"),
+    ({"num_beams": 4}, "only greedy decoding is supported"),
+    ({"method": "stairs", "schedule": "linear"}, "unknown schedule 'linear'"),
+    ({"method": "hf_assisted", "input_ids": IDS.repeat(2, 1)}, "supports batch size 1 only, got 2"),
+])
+def test_bad_input_is_one_clear_error(no_forward, kwargs, message):
+    target, draft = no_forward
+    kwargs = {"draft": draft, "input_ids": IDS, **kwargs}
+    with pytest.raises(GenerationInputError) as err:
+        generate(target, kwargs.pop("input_ids"), **kwargs)
+    text = str(err.value)
+    assert message in text and "\n" not in text
+
+
+def test_vocabulary_mismatch_names_both_sizes(no_forward):
+    target, _ = no_forward
+    other = tiny_t5(3, d_model=32, layers=1, vocab=200)
+    with pytest.raises(GenerationInputError, match="target has 128 tokens, draft has 200"):
+        generate(target, IDS, draft=other, method="stairs")
+
+
+def test_prompt_longer_than_the_model_accepts():
+    gpt = tiny_gpt2(0)                                   # 256 positions
+    with pytest.raises(GenerationInputError, match="exceeds the target's 256 positions"):
+        generate(gpt, torch.ones(1, 250, dtype=torch.long) * 5, max_new_tokens=10)
+    t5 = tiny_t5(0)
+    t5.config.n_positions = 16                           # as the hub's T5 configs declare (512)
+    with pytest.raises(GenerationInputError, match="prompt has 20 tokens but the target accepts at most 16"):
+        generate(t5, torch.ones(1, 20, dtype=torch.long) * 5)
+
+
+def test_training_mode_and_mixed_architectures_are_refused(t5_pair):
+    target, _ = t5_pair
+    with pytest.raises(GenerationInputError, match="both be encoder-decoder or both decoder-only"):
+        generate(target, IDS, draft=tiny_gpt2(0, vocab=VOCAB), method="stairs")
+    live = tiny_t5(4).train()
+    with pytest.raises(GenerationInputError, match="training mode"):
+        generate(live, IDS)
+
+
+def test_unknown_keyword_is_a_type_error(t5_pair):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'beams'"):
+        generate(t5_pair[0], IDS, beams=2)
