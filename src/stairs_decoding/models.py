@@ -1,0 +1,242 @@
+"""Load the target/draft pair and the tokenizer from config nodes.
+
+A `model`/`draft` config node names its builder with `_target_` (lightning-hydra-template style) and is built
+with `hydra.utils.instantiate`, so other builders (e.g. a config-only random-weight architecture) plug in by
+writing a new function with the same keyword interface and pointing `_target_` at it. Builders return an
+`.eval()` model on the requested device and dtype.
+
+Metadata keys every node carries (used for cheap checks before anything heavy is loaded):
+`name`, `arch` (encoder_decoder | decoder_only), `vocab_size` (the checkpoint's config.vocab_size).
+"""
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+import torch
+
+from .errors import HarnessError
+
+OFFLINE_HINT = "or use the shipped pair: python scripts/run.py experiment=tiny_cpu"
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+_META_KEYS = ("name", "arch", "vocab_size", "tokenizer", "chat_template")
+_CACHE: dict = {}
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise HarnessError(f"unknown device {device!r} ({e})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise HarnessError(f"device={device!r} but CUDA is not available; use device=auto or device=cpu")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None:
+        return torch.float32
+    if str(dtype) not in DTYPES:
+        raise HarnessError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
+    return DTYPES[str(dtype)]
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP probe of the Hugging Face hub (no retries); False under HF_HUB_OFFLINE=1."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+        return False
+    if os.environ.get("TRANSFORMERS_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+_OFFLINE: bool | None = None
+
+
+def set_offline_if_unreachable() -> bool:
+    """Probe the hub once; when unreachable, switch huggingface_hub/transformers/datasets to offline mode so
+    cached files load without minutes of retries. Returns True when offline."""
+    global _OFFLINE
+    if _OFFLINE is None:
+        _OFFLINE = not hub_reachable()
+        if _OFFLINE:
+            for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+                os.environ[var] = "1"
+            try:
+                import huggingface_hub.constants as hub_constants
+
+                hub_constants.HF_HUB_OFFLINE = True
+            except Exception:  # noqa: BLE001
+                pass
+            try:
+                import datasets.config as ds_config
+
+                ds_config.HF_HUB_OFFLINE = True
+                ds_config.HF_DATASETS_OFFLINE = True
+            except Exception:  # noqa: BLE001
+                pass
+    return _OFFLINE
+
+
+def _cache_dir() -> str:
+    try:
+        import huggingface_hub.constants as hub_constants
+
+        return hub_constants.HF_HUB_CACHE
+    except Exception:  # noqa: BLE001
+        return os.path.join(os.environ.get("HF_HOME", "~/.cache/huggingface"), "hub")
+
+
+def offline_error(checkpoint: str) -> HarnessError:
+    return HarnessError(f"cannot load checkpoint {checkpoint!r}: not in the local cache ({_cache_dir()}) and the "
+                        f"Hugging Face hub is unreachable. Run with hub access once, {OFFLINE_HINT}")
+
+
+def check_available(node) -> None:
+    """Fail fast (before data and weights load) when a hub checkpoint is neither cached nor downloadable."""
+    if node is None or is_none_node(node):
+        return
+    d = _node_dict(node)
+    checkpoint = d.get("checkpoint")
+    if not checkpoint or not isinstance(checkpoint, str):
+        return
+    if _is_local(checkpoint):
+        if not os.path.isdir(os.path.expanduser(checkpoint)):
+            raise HarnessError(f"cannot load model {checkpoint!r}: no such directory. For the shipped tiny pair run: "
+                               "python scripts/train_tiny_pair.py --out models/tiny-t5")
+        return
+    if set_offline_if_unreachable():
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(checkpoint, "config.json", revision=d.get("revision")), str):
+            raise offline_error(checkpoint)
+
+
+def _is_local(checkpoint: str) -> bool:
+    return os.path.isabs(checkpoint) or checkpoint.startswith((".", "~")) or os.path.isdir(checkpoint)
+
+
+def _from_pretrained(loader, checkpoint: str, what: str, **kwargs):
+    """`loader.from_pretrained` with offline handling: cached files only when the hub is unreachable, and one
+    clear error line (naming the checkpoint and the offline alternative) when it is not cached."""
+    if _is_local(checkpoint):
+        path = os.path.expanduser(checkpoint)
+        if not os.path.isdir(path):
+            raise HarnessError(f"cannot load {what} {checkpoint!r}: no such directory. For the shipped tiny pair "
+                               "run: python scripts/train_tiny_pair.py --out models/tiny-t5")
+        try:
+            return loader.from_pretrained(path, **kwargs)
+        except (OSError, ValueError) as e:
+            raise HarnessError(f"cannot load {what} {checkpoint!r}: {str(e).splitlines()[0]}") from None
+    online = not set_offline_if_unreachable()
+    try:
+        return loader.from_pretrained(checkpoint, local_files_only=not online, **kwargs)
+    except (OSError, ValueError) as e:
+        if not online:
+            raise offline_error(checkpoint) from None
+        raise HarnessError(f"cannot load {what} {checkpoint!r}: {str(e).splitlines()[0]}") from None
+
+
+def load_pretrained(checkpoint: str, *, arch: str = "encoder_decoder", dtype="float32", device="auto",
+                    revision: str | None = None, name: str | None = None, vocab_size: int | None = None,
+                    tokenizer: str | None = None, chat_template: bool = False, **from_pretrained_kwargs):
+    """Builder for a pretrained checkpoint (hub id or local `save_pretrained` directory)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+    if arch not in ("encoder_decoder", "decoder_only"):
+        raise HarnessError(f"model {name or checkpoint!r}: arch must be encoder_decoder or decoder_only, got {arch!r}")
+    loader = AutoModelForSeq2SeqLM if arch == "encoder_decoder" else AutoModelForCausalLM
+    dev, dt = resolve_device(device), resolve_dtype(dtype)
+    kwargs = dict(from_pretrained_kwargs)
+    if revision:
+        kwargs["revision"] = revision
+    model = _from_pretrained(loader, checkpoint, "model", dtype=dt, **kwargs)
+    return model.to(dev).eval()
+
+
+def _node_dict(node) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(node, resolve=True) if not isinstance(node, dict) else dict(node)
+
+
+def is_none_node(node) -> bool:
+    if node is None:
+        return True
+    d = _node_dict(node)
+    return not d.get("_target_")
+
+
+def build_model(node, *, dtype="float32", device="auto"):
+    """Instantiate a `model`/`draft` node; dtype/device come from the run config unless the node sets them.
+    Models are cached per process so a multirun on the basic launcher loads each checkpoint once."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    d = _node_dict(node)
+    d.setdefault("dtype", dtype)
+    d.setdefault("device", device)
+    key = repr(sorted(d.items(), key=lambda kv: kv[0]))
+    if key in _CACHE:
+        return _CACHE[key]
+    try:
+        model = instantiate(d)
+    except InstantiationException as e:
+        cause = e.__cause__ if isinstance(e.__cause__, HarnessError) else None
+        if cause is not None:
+            raise cause from None
+        raise HarnessError(f"cannot build model {d.get('name')!r}: {str(e).splitlines()[0]}") from None
+    if hasattr(model, "eval"):
+        model.eval()
+    _CACHE[key] = model
+    return model
+
+
+def load_tokenizer(node):
+    from transformers import AutoTokenizer
+
+    d = _node_dict(node)
+    source = d.get("tokenizer") or d.get("checkpoint")
+    if not source:
+        raise HarnessError(f"model {d.get('name')!r} names no checkpoint or tokenizer to load a tokenizer from")
+    return _from_pretrained(AutoTokenizer, source, "tokenizer")
+
+
+def check_pair_config(model_node, draft_node) -> None:
+    """Cheap compatibility checks from the config metadata alone (before any weights are loaded)."""
+    if is_none_node(draft_node):
+        return
+    m, d = _node_dict(model_node), _node_dict(draft_node)
+    mv, dv = m.get("vocab_size"), d.get("vocab_size")
+    if mv is not None and dv is not None and int(mv) != int(dv):
+        raise HarnessError(f"draft {d.get('name')!r} has a vocabulary of {dv} tokens but target {m.get('name')!r} "
+                           f"has {mv}; pick a draft from the same family")
+    ma, da = m.get("arch"), d.get("arch")
+    if ma and da and ma != da:
+        raise HarnessError(f"draft {d.get('name')!r} is {da} but target {m.get('name')!r} is {ma}; both must be "
+                           "encoder-decoder or both decoder-only")
+
+
+def check_pair_models(target, draft, model_name: str, draft_name: str) -> None:
+    if draft is None:
+        return
+    tv, dv = target.config.vocab_size, draft.config.vocab_size
+    if tv != dv:
+        raise HarnessError(f"draft {draft_name!r} has a vocabulary of {dv} tokens but target {model_name!r} has {tv}")
+    if bool(target.config.is_encoder_decoder) != bool(draft.config.is_encoder_decoder):
+        raise HarnessError(f"draft {draft_name!r} and target {model_name!r} must both be encoder-decoder or both "
+                           "decoder-only")

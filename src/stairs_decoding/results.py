@@ -1,0 +1,158 @@
+"""Run-directory files: append-only results.jsonl (resumable), summary.csv, env.json, config.yaml.
+
+results.jsonl holds one JSON object per (example, method, k) cell, written and fsync'ed as soon as it exists,
+so a crash, Ctrl-C or a tracker outage loses nothing already written. Greedy and draft_greedy use k = 0.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+RESULTS_FILE = "results.jsonl"
+SUMMARY_FILE = "summary.csv"
+ENV_FILE = "env.json"
+CONFIG_FILE = "config.yaml"
+COST_FILE = "cost_ratio.json"
+
+SUMMARY_COLUMNS = ["method", "k", "n", "median_s", "mean_s", "ci95_low", "ci95_high", "tokens_per_s",
+                   "time_reduction_pct", "speedup", "mean_accepted", "alpha", "cost_ratio_c", "bound_speedup",
+                   "achieved_over_bound", "bleu_vs_greedy", "bleu_vs_ref", "exact_match_rate", "model", "draft",
+                   "task", "device",
+                   # extra (after the fixed columns): cross-checks
+                   "cost_ratio_c_rounds", "chrf_vs_ref", "mismatches"]
+
+
+def cell_key(record: dict) -> tuple:
+    return (str(record["example_id"]), record["method"], int(record["k"] or 0))
+
+
+def read_results(path: str | os.PathLike, *, repair: bool = False) -> list[dict]:
+    """All complete lines of a results file. A truncated last line (killed mid-write) is ignored, and with
+    `repair=True` cut off so that later appends start on a fresh line. Unparseable middle lines are skipped
+    with a warning."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    records = []
+    lines = data.split(b"\n")
+    complete, tail = lines[:-1], lines[-1]
+    for i, line in enumerate(complete):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            warnings.warn(f"{path}: skipping unreadable line {i + 1}")
+    if tail.strip():
+        try:
+            records.append(json.loads(tail))   # complete object, only the newline missing
+            if repair:
+                with open(path, "ab") as f:
+                    f.write(b"\n")
+        except json.JSONDecodeError:
+            if repair:
+                with open(path, "r+b") as f:
+                    f.truncate(len(data) - len(tail))
+    return records
+
+
+class ResultsWriter:
+    """Append-only JSONL writer: one line per call, flushed and fsync'ed."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.existing = read_results(self.path, repair=True)
+        self.done = {cell_key(r) for r in self.existing}
+        self._f = open(self.path, "a", encoding="utf-8")
+
+    def write(self, record: dict) -> None:
+        self._f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self.done.add(cell_key(record))
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def write_json(path: str | os.PathLike, obj: dict) -> None:
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_summary(path: str | os.PathLike, rows: list[dict]) -> None:
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    for col in SUMMARY_COLUMNS:
+        if col not in df.columns:
+            df[col] = None
+    df = df[SUMMARY_COLUMNS + [c for c in df.columns if c not in SUMMARY_COLUMNS]]
+    tmp = Path(str(path) + ".tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def git_sha(repo: str | os.PathLike | None = None) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
+        sha = out.stdout.strip()
+        if out.returncode != 0 or not sha:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except Exception:
+        return "unknown"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(*, device, dtype: str, seed: int, repo: str | os.PathLike | None = None) -> dict:
+    import torch
+    import transformers
+
+    dev = torch.device(device)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_model()
+    return {
+        "git_sha": git_sha(repo),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cuda": torch.version.cuda,
+        "device": str(dev),
+        "device_name": name,
+        "torch_threads": torch.get_num_threads(),
+        "dtype": dtype,
+        "seed": seed,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "hostname": socket.gethostname(),
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+    }

@@ -1,0 +1,99 @@
+"""Tasks: a config node → a list of examples `{"id", "source", "reference"}`.
+
+`task.loader` names a builder with `_target_`: `hub_examples` (a `datasets` hub set, e.g. WMT or CNN/DM) or
+`jsonl_examples` (the offline sets shipped in data/). `load_task` then selects `num_examples` (+ warm-up)
+deterministically (`shuffle` with `seed`).
+"""
+from __future__ import annotations
+
+import os
+import random
+
+from .errors import HarnessError
+
+
+def _get(row: dict, field: str):
+    value = row
+    for part in field.split("."):
+        value = value[part]
+    return value
+
+
+def _rows_to_examples(rows, *, source_field: str, reference_field: str, id_field: str | None, prefix: str,
+                      id_prefix: str) -> list[dict]:
+    out = []
+    for i, row in enumerate(rows):
+        try:
+            source, reference = _get(row, source_field), _get(row, reference_field)
+        except (KeyError, TypeError):
+            raise HarnessError(f"task rows have no field {source_field!r} / {reference_field!r}; "
+                               f"fields are {sorted(row)}") from None
+        ex_id = str(_get(row, id_field)) if id_field and id_field in row else f"{id_prefix}{i}"
+        out.append({"id": ex_id, "source": prefix + source, "reference": reference})
+    return out
+
+
+def jsonl_examples(path: str, *, split: str = "train", source_field: str = "source",
+                   reference_field: str = "target", id_field: str | None = "id", prefix: str = "",
+                   limit: int | None = None) -> list[dict]:
+    """A shipped JSONL file, read with `datasets.load_dataset("json", data_files=...)`."""
+    import datasets
+
+    if not os.path.isfile(path):
+        raise HarnessError(f"task file {path!r} does not exist")
+    ds = datasets.load_dataset("json", data_files={split: path}, split=split)
+    return _rows_to_examples(ds, source_field=source_field, reference_field=reference_field, id_field=id_field,
+                             prefix=prefix, id_prefix=f"{split}-")
+
+
+def hub_examples(path: str, *, name: str | None = None, split: str = "test", source_field: str,
+                 reference_field: str, id_field: str | None = None, prefix: str = "",
+                 limit: int | None = None) -> list[dict]:
+    """A Hugging Face hub data set via `datasets.load_dataset` (cached sets work offline)."""
+    import datasets
+
+    from .models import set_offline_if_unreachable
+
+    set_offline_if_unreachable()
+    split_spec = f"{split}[:{int(limit)}]" if limit else split
+    try:
+        ds = datasets.load_dataset(path, name, split=split_spec)
+    except Exception as e:  # noqa: BLE001 — datasets raises many types for "not available offline"
+        raise HarnessError(f"cannot load data set {path!r} ({name}, {split}): {str(e).splitlines()[0] if str(e) else type(e).__name__}. "
+                           "Run with hub access once to cache it, or use the shipped data: "
+                           "python scripts/run.py experiment=tiny_cpu") from None
+    return _rows_to_examples(ds, source_field=source_field, reference_field=reference_field, id_field=id_field,
+                             prefix=prefix, id_prefix=f"{split}-")
+
+
+def load_task(node, *, extra: int = 0) -> list[dict]:
+    """Examples for a task node: `num_examples` (+ `extra` more, used for warm-up when available)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except Exception:  # noqa: BLE001
+        pass
+    d = OmegaConf.to_container(node, resolve=True) if not isinstance(node, dict) else dict(node)
+    n = d.get("num_examples")
+    want = None if n is None else int(n) + int(extra)
+    loader = dict(d["loader"])
+    if not d.get("shuffle") and want is not None and "hub_examples" in loader.get("_target_", ""):
+        loader.setdefault("limit", want)
+    try:
+        examples = instantiate(loader)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, HarnessError):
+            raise e.__cause__ from None
+        raise HarnessError(f"cannot load task {d.get('name')!r}: {str(e).splitlines()[0]}") from None
+    if d.get("shuffle"):
+        random.Random(int(d.get("seed", 0))).shuffle(examples)
+    if want is not None:
+        examples = examples[:want]
+    if not examples:
+        raise HarnessError(f"task {d.get('name')!r} has no examples")
+    return examples

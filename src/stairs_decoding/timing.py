@@ -1,0 +1,109 @@
+"""Honest timing: device sync around timed calls, warm-up, interleaved cell order, summary statistics."""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+
+def synchronize(device: torch.device | str | None = None) -> None:
+    """Wait for queued GPU work (no-op on CPU)."""
+    dev = torch.device(device) if device is not None else None
+    if torch.cuda.is_available() and (dev is None or dev.type == "cuda"):
+        torch.cuda.synchronize(dev)
+
+
+def timed(fn: Callable, device=None):
+    """Run `fn()` between two synchronisations; returns (result, seconds)."""
+    synchronize(device)
+    t0 = time.perf_counter()
+    out = fn()
+    synchronize(device)
+    return out, time.perf_counter() - t0
+
+
+def interleaved_order(cells: Sequence, example_index: int, *, rotate: bool = True, pinned: int = 0) -> list:
+    """The order in which to run `cells` on one example.
+
+    The first `pinned` cells always run first (the greedy reference); the rest are rotated by one position per
+    example so that no method always runs right after another, and machine drift hits all methods alike.
+    """
+    head, rest = list(cells[:pinned]), list(cells[pinned:])
+    if rotate and rest:
+        shift = example_index % len(rest)
+        rest = rest[shift:] + rest[:shift]
+    return head + rest
+
+
+def summarize(seconds: Sequence[float]) -> dict:
+    """n, median, mean and a 95 % t-interval of the mean."""
+    xs = [float(s) for s in seconds]
+    n = len(xs)
+    if n == 0:
+        return {"n": 0, "median_s": math.nan, "mean_s": math.nan, "ci95_low": math.nan, "ci95_high": math.nan}
+    mean = statistics.fmean(xs)
+    if n > 1:
+        from scipy.stats import t as student_t
+
+        half = float(student_t.ppf(0.975, n - 1)) * statistics.stdev(xs) / math.sqrt(n)
+    else:
+        half = math.nan
+    return {"n": n, "median_s": statistics.median(xs), "mean_s": mean, "ci95_low": mean - half,
+            "ci95_high": mean + half}
+
+
+# -- direct cost-ratio measurement -------------------------------------------------------------------------
+@torch.inference_mode()
+def decoder_step_seconds(model, input_ids: torch.Tensor, *, context: int = 32, steps: int = 16,
+                         repeats: int = 3) -> float:
+    """Median time of one single-token decoder forward with a KV cache of about `context` tokens.
+
+    Encoder (T5) or prompt (decoder-only) is run once outside the timed region; the cache is cropped back to
+    `context` tokens after every step so every timed step sees the same length.
+    """
+    device = model.device
+    input_ids = input_ids.to(device)
+    vocab = model.config.vocab_size
+    gen = torch.Generator().manual_seed(0)
+    filler = torch.randint(2, vocab, (1, context), generator=gen).to(device)
+    if model.config.is_encoder_decoder:
+        enc = model.get_encoder()(input_ids=input_ids)
+        base = dict(encoder_outputs=enc)
+        out = model(decoder_input_ids=filler, use_cache=True, **base)
+
+        def step(tok, cache):
+            return model(decoder_input_ids=tok, past_key_values=cache, use_cache=True, **base)
+    else:
+        out = model(input_ids=torch.cat([input_ids, filler], 1), use_cache=True)
+
+        def step(tok, cache):
+            return model(input_ids=tok, past_key_values=cache, use_cache=True)
+    cache = out.past_key_values
+    length = cache.get_seq_length()
+    tok = filler[:, -1:]
+    times = []
+    for _ in range(repeats):
+        for _ in range(steps):
+            synchronize(device)
+            t0 = time.perf_counter()
+            step(tok, cache)
+            synchronize(device)
+            times.append(time.perf_counter() - t0)
+            cache.crop(length - cache.get_seq_length())   # negative = positions to drop
+    return statistics.median(times[min(4, len(times) - 1):])   # the first steps of a burst run cold
+
+
+def measure_cost_ratio(target, draft, input_ids: torch.Tensor, *, context: int = 32, steps: int = 24,
+                       rounds: int = 5) -> dict:
+    """c = (draft decoder step time) / (target decoder step time), both with a KV cache, median of many steps."""
+    # Alternate the two models in short bursts so machine drift affects both alike.
+    t_target, t_draft = [], []
+    for _ in range(rounds):
+        t_target.append(decoder_step_seconds(target, input_ids, context=context, steps=steps, repeats=1))
+        t_draft.append(decoder_step_seconds(draft, input_ids, context=context, steps=steps, repeats=1))
+    tt, td = statistics.median(t_target), statistics.median(t_draft)
+    return {"target_step_s": tt, "draft_step_s": td, "cost_ratio_c": td / tt if tt > 0 else math.nan,
+            "context": context, "steps": steps, "rounds": rounds}
