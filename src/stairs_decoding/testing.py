@@ -1,6 +1,6 @@
 """Tiny random model pairs built from configs (no downloads): for benchmarks, demos and harness tests.
 
-Same recipe as tests/conftest.py (`tiny_t5`, `tiny_gpt2`): a larger init scale so greedy output is varied
+The tests use these too (tests/conftest.py). A larger init scale so greedy output is varied
 (the default init makes a random T5 emit only token 0).
 """
 from __future__ import annotations
