@@ -1,0 +1,613 @@
+#!/usr/bin/env python
+"""Train a tiny, real T5 target/draft pair on CPU for offline speculative-decoding runs.
+
+Data: English prose from the Python documentation shipped with the standard
+library (``pydoc_data.topics.topics``, PSF licence), split deterministically by
+topic key into train and held-out topics.
+
+Task ("compress"): a deterministic extractive rewrite.  The output is the input
+sentence with parenthetical ``(...)`` spans and a fixed list of English
+stop-words removed, whitespace normalised.  The output copies (and drops) spans
+of the input, which a few-million-parameter byte-level model learns in minutes.
+
+Pipeline:
+  1. build examples, write ``<data-out>/tiny_heldout.jsonl``;
+  2. train the target with cross-entropy;
+  3. distil the draft from the target's logits (soft cross-entropy / KL on
+     teacher-forced *reference* training pairs);
+  4. save both (float16 safetensors + ByT5 tokenizer + generation config);
+  5. reload from disk in float32 and evaluate on the held-out set: target
+     greedy chrF, max byte share, acceptance proxy alpha, cost ratio c;
+     write ``<out>/train_metrics.json``.
+
+Example:
+    python scripts/train_tiny_pair.py --seed 0 --out models/tiny-t5
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import platform
+import random
+import re
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+TASK_PREFIX = "compress: "
+
+STOPWORDS = frozenset(
+    """
+    the a an of to is are was were be been being that this these those which
+    in on at for by with from as it its or and but if then than so such
+    there their they them can may will would should could does do has have had
+    """.split()
+)
+
+# A stop-word only counts when it is a standalone word (not part of a dotted
+# name, an identifier, a contraction or a hyphenated word).
+_STOP_RE = re.compile(
+    r"(?<![\w.'`\-])(" + "|".join(sorted(STOPWORDS, key=len, reverse=True)) + r")(?![\w.'`\-])",
+    re.IGNORECASE,
+)
+_PAREN_RE = re.compile(r"\s*\([^()]*\)")
+_WS_RE = re.compile(r"\s+")
+_SPACE_PUNCT_RE = re.compile(r"\s+([.,;:!?])")
+
+
+def compress(sentence: str) -> str:
+    """The deterministic target function of the task."""
+    s = _PAREN_RE.sub("", sentence)
+    s = _STOP_RE.sub("", s)
+    s = _WS_RE.sub(" ", s)
+    s = _SPACE_PUNCT_RE.sub(r"\1", s)
+    return s.strip()
+
+
+# ----------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------
+_SENT_SPLIT_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+
+def _paragraphs(text: str):
+    """Prose paragraphs of a pydoc topic (indented code/grammar blocks skipped)."""
+    para: list[str] = []
+    for line in text.splitlines():
+        if not line.strip():
+            if para:
+                yield " ".join(para)
+                para = []
+            continue
+        if line.startswith(" ") or set(line.strip()) <= set("*=-~^"):
+            # indented block (code, grammar, tables) or a heading underline
+            if para:
+                yield " ".join(para)
+                para = []
+            continue
+        para.append(line.strip())
+    if para:
+        yield " ".join(para)
+
+
+def _good_unit(s: str, min_len: int, max_len: int, need_upper: bool = True) -> bool:
+    if not (min_len <= len(s) <= max_len):
+        return False
+    if not s.isascii() or (need_upper and not s[0].isupper()):
+        return False
+    if ">>>" in s or "::=" in s or "http" in s:
+        return False
+    letters = sum(c.isalpha() or c == " " for c in s)
+    return letters / len(s) >= 0.8
+
+
+def windows_of(text: str, min_len: int, max_len: int, rng: random.Random, passes: int) -> list[str]:
+    """Random word-aligned windows of prose (training augmentation; any text is a valid input)."""
+    out = []
+    for para in _paragraphs(text):
+        words = para.split()
+        for _ in range(passes):
+            i = rng.randrange(0, 4)
+            while i < len(words):
+                want = rng.randint(min_len, max_len)
+                j, cur = i, ""
+                while j < len(words) and len(cur) + len(words[j]) + (1 if cur else 0) <= want:
+                    cur = words[j] if not cur else cur + " " + words[j]
+                    j += 1
+                if _good_unit(cur, min_len, max_len, need_upper=False):
+                    out.append(cur)
+                i = max(j, i + 1)
+    return out
+
+
+def sentences_of(text: str, min_len: int, max_len: int) -> list[str]:
+    out = []
+    for para in _paragraphs(text):
+        for sent in _SENT_SPLIT_RE.split(para):
+            sent = sent.strip()
+            units = [sent] if len(sent) <= max_len else [u.strip() for u in sent.split("; ")]
+            for u in units:
+                if u and len(u) > max_len and ", " in u:
+                    # long clause: greedily pack comma-separated pieces
+                    buf = ""
+                    for piece in u.split(", "):
+                        cand = piece if not buf else buf + ", " + piece
+                        if len(cand) <= max_len:
+                            buf = cand
+                        else:
+                            if buf:
+                                out.append(buf)
+                            buf = piece
+                    if buf:
+                        out.append(buf)
+                else:
+                    out.append(u)
+    return [s for s in out if _good_unit(s, min_len, max_len)]
+
+
+def is_heldout_topic(key: str, heldout_mod: int) -> bool:
+    """Deterministic, seed-independent split by topic key."""
+    h = int(hashlib.sha1(key.encode("utf-8")).hexdigest(), 16)
+    return h % heldout_mod == 0
+
+
+def build_examples(min_src: int, max_src: int, min_tgt: int, max_tgt: int, heldout_mod: int,
+                   window_passes: int = 0, seed: int = 0):
+    from pydoc_data.topics import topics
+
+    train, heldout = [], []
+    seen: set[str] = set()
+    train_keys, heldout_keys = [], []
+    for key in sorted(topics):
+        ho = is_heldout_topic(key, heldout_mod)
+        (heldout_keys if ho else train_keys).append(key)
+        for i, sent in enumerate(sentences_of(topics[key], min_src, max_src)):
+            if sent in seen:
+                continue
+            seen.add(sent)
+            tgt = compress(sent)
+            if not (min_tgt <= len(tgt) <= max_tgt):
+                continue
+            ex = {"id": f"{key}-{i}", "source": TASK_PREFIX + sent, "target": tgt}
+            (heldout if ho else train).append(ex)
+    # augmentation: random word windows from TRAIN topics only
+    rng = random.Random(seed)
+    n_sent = len(train)
+    for key in train_keys:
+        for i, w in enumerate(windows_of(topics[key], min_src, max_src, rng, window_passes)):
+            if w in seen:
+                continue
+            seen.add(w)
+            tgt = compress(w)
+            if min_tgt <= len(tgt) <= max_tgt:
+                train.append({"id": f"{key}-w{i}", "source": TASK_PREFIX + w, "target": tgt})
+    # a text that occurs in both splits must not leak: drop it from train
+    ho_src = {e["source"] for e in heldout}
+    train = [e for e in train if e["source"] not in ho_src]
+    print(f"train: {n_sent} sentences + {len(train) - n_sent} windows")
+    return train, heldout, train_keys, heldout_keys
+
+
+def build_short_pool(train_keys, min_len: int, max_len: int, passes: int, seed: int, exclude: set[str]):
+    """Short word windows (curriculum warm-up: copying alignment is learnt much faster on short inputs)."""
+    from pydoc_data.topics import topics
+
+    rng = random.Random(seed + 12345)
+    pool, seen = [], set()
+    for key in train_keys:
+        for i, w in enumerate(windows_of(topics[key], min_len, max_len, rng, passes)):
+            if w in seen or TASK_PREFIX + w in exclude:
+                continue
+            seen.add(w)
+            tgt = compress(w)
+            if len(tgt) >= 4:
+                pool.append({"id": f"{key}-s{i}", "source": TASK_PREFIX + w, "target": tgt})
+    return pool
+
+
+# ----------------------------------------------------------------------------
+# models
+# ----------------------------------------------------------------------------
+def make_config(d_model, d_ff, heads, enc_layers, dec_layers, d_kv=None):
+    from transformers import T5Config
+
+    if enc_layers != dec_layers:
+        # transformers 5.x sizes the generate()/forward KV cache from config.num_layers (the ENCODER
+        # depth) -> IndexError during cached decoding when the decoder is deeper.  Keep them equal.
+        raise ValueError("encoder and decoder layer counts must be equal (transformers KV-cache sizing)")
+
+    return T5Config(
+        vocab_size=384,
+        d_model=d_model,
+        d_kv=d_kv or d_model // heads,
+        d_ff=d_ff,
+        num_layers=enc_layers,
+        num_decoder_layers=dec_layers,
+        num_heads=heads,
+        relative_attention_num_buckets=32,
+        relative_attention_max_distance=128,
+        dropout_rate=0.0,
+        feed_forward_proj="relu",
+        tie_word_embeddings=True,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def encode_batch(tok, exs, device="cpu"):
+    src = [tok(e["source"]).input_ids for e in exs]  # ends with eos (1)
+    tgt = [tok(e["target"]).input_ids for e in exs]
+    S = max(map(len, src))
+    T = max(map(len, tgt))
+    input_ids = torch.zeros(len(exs), S, dtype=torch.long)
+    attn = torch.zeros(len(exs), S, dtype=torch.long)
+    labels = torch.full((len(exs), T), -100, dtype=torch.long)
+    for i, (s, t) in enumerate(zip(src, tgt)):
+        input_ids[i, : len(s)] = torch.tensor(s)
+        attn[i, : len(s)] = 1
+        labels[i, : len(t)] = torch.tensor(t)
+    dec_in = labels.clone()
+    dec_in[dec_in == -100] = 0
+    dec_in = torch.cat([torch.zeros(len(exs), 1, dtype=torch.long), dec_in[:, :-1]], dim=1)
+    return input_ids, attn, dec_in, labels
+
+
+def batches(examples, batch_size, rng: random.Random, tok_len):
+    """Length-bucketed batches (cheaper padding), deterministic under rng."""
+    idx = list(range(len(examples)))
+    rng.shuffle(idx)
+    chunk = batch_size * 20
+    out = []
+    for c in range(0, len(idx), chunk):
+        part = sorted(idx[c : c + chunk], key=tok_len)
+        out.extend(part[b : b + batch_size] for b in range(0, len(part), batch_size))
+    rng.shuffle(out)
+    return [b for b in out if len(b) == batch_size] or out
+
+
+def lr_at(step, total, peak, warmup):
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    prog = (step - warmup) / max(1, total - warmup)
+    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, prog))))
+
+
+def train_loop(name, model, train, tok, steps, batch_size, lr, warmup, seed, deadline,
+               teacher=None, temperature=1.0, hard_weight=0.0, bf16=True, short=None, short_steps=0):
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+    model.train()
+    lens = [len(e["source"]) + len(e["target"]) for e in train]
+    short = short or []
+    slens = [len(e["source"]) + len(e["target"]) for e in short]
+    queue: list = []
+    squeue: list = []
+    ema = None
+    t0 = time.time()
+    pbar = tqdm(range(steps), desc=f"train {name}", dynamic_ncols=True, mininterval=2.0)
+    done = 0
+    for step in pbar:
+        if time.time() > deadline:
+            tqdm.write(f"[{name}] time cap reached at step {step}/{steps} -- stopping early")
+            break
+        if step < short_steps and short:
+            if not squeue:
+                squeue = batches(short, batch_size, rng, lambda i: slens[i])
+            b = squeue.pop()
+            exs = [short[i] for i in b]
+        else:
+            if not queue:
+                queue = batches(train, batch_size, rng, lambda i: lens[i])
+            b = queue.pop()
+            exs = [train[i] for i in b]
+        input_ids, attn, dec_in, labels = encode_batch(tok, exs)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, lr, warmup)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(input_ids=input_ids, attention_mask=attn, decoder_input_ids=dec_in).logits
+            mask = labels != -100
+            if teacher is None:
+                loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), labels.view(-1), ignore_index=-100)
+            else:
+                with torch.no_grad():
+                    t_logits = teacher(input_ids=input_ids, attention_mask=attn, decoder_input_ids=dec_in).logits
+                t_logp = F.log_softmax(t_logits.float()[mask] / temperature, dim=-1)
+                s_logp = F.log_softmax(logits.float()[mask] / temperature, dim=-1)
+                # KL(teacher || student), averaged over real target positions
+                loss = (t_logp.exp() * (t_logp - s_logp)).sum(-1).mean() * temperature**2
+                if hard_weight:
+                    loss = loss + hard_weight * F.cross_entropy(logits.float()[mask], labels[mask])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        li = loss.item()
+        ema = li if ema is None else 0.95 * ema + 0.05 * li
+        pbar.set_postfix(loss=f"{ema:.4f}", lr=f"{opt.param_groups[0]['lr']:.1e}")
+        done = step + 1
+    model.eval()
+    return {"steps_done": done, "steps_planned": steps, "seconds": round(time.time() - t0, 1),
+            "final_loss_ema": round(ema, 5) if ema is not None else None}
+
+
+# ----------------------------------------------------------------------------
+# saving / evaluation
+# ----------------------------------------------------------------------------
+def save_model(model, tok, path: Path, dtype):
+    from transformers import GenerationConfig
+
+    path.mkdir(parents=True, exist_ok=True)
+    model.config.decoder_start_token_id = 0
+    model.config.eos_token_id = 1
+    model.config.pad_token_id = 0
+    gen = GenerationConfig(decoder_start_token_id=0, eos_token_id=1, pad_token_id=0,
+                           bos_token_id=None, do_sample=False, num_beams=1, max_new_tokens=160)
+    model.generation_config = gen
+    half = model.to(dtype)
+    half.save_pretrained(path, safe_serialization=True)
+    model.float()
+    gen.save_pretrained(path)
+    tok.save_pretrained(path)
+
+
+@torch.no_grad()
+def greedy_batch(model, tok, sources, max_new_tokens=160, batch_size=32):
+    outs = []
+    for i in range(0, len(sources), batch_size):
+        enc = tok(sources[i : i + batch_size], return_tensors="pt", padding=True)
+        gen = model.generate(**enc, do_sample=False, num_beams=1, max_new_tokens=max_new_tokens,
+                             decoder_start_token_id=0, eos_token_id=1, pad_token_id=0)
+        outs.extend(gen[:, 1:].tolist())  # drop decoder start
+    # cut after first eos
+    cleaned = []
+    for o in outs:
+        if 1 in o:
+            o = o[: o.index(1) + 1]
+        else:
+            o = [t for t in o if t != 0]
+        cleaned.append(o)
+    return cleaned
+
+
+@torch.no_grad()
+def acceptance_proxy(draft, tok, sources, target_ids, batch_size=32):
+    """Fraction of positions where draft argmax (teacher-forced on target greedy output) == target token."""
+    agree = total = 0
+    for i in range(0, len(sources), batch_size):
+        enc = tok(sources[i : i + batch_size], return_tensors="pt", padding=True)
+        seqs = target_ids[i : i + batch_size]
+        T = max(map(len, seqs))
+        labels = torch.full((len(seqs), T), -100, dtype=torch.long)
+        for j, s in enumerate(seqs):
+            labels[j, : len(s)] = torch.tensor(s)
+        dec_in = labels.clone()
+        dec_in[dec_in == -100] = 0
+        dec_in = torch.cat([torch.zeros(len(seqs), 1, dtype=torch.long), dec_in[:, :-1]], 1)
+        logits = draft(**enc, decoder_input_ids=dec_in).logits
+        mask = labels != -100
+        agree += (logits.argmax(-1)[mask] == labels[mask]).sum().item()
+        total += mask.sum().item()
+    return agree / max(1, total)
+
+
+@torch.no_grad()
+def decoder_step_time(model, tok, source, steps=64, repeats=7):
+    """Median per-token decoder time (batch 1, KV cache, encoder output fixed)."""
+    enc = tok([source], return_tensors="pt")
+    enc_out = model.get_encoder()(**enc)
+    times = []
+    for r in range(repeats):
+        past = None
+        tokid = torch.zeros(1, 1, dtype=torch.long)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            out = model(encoder_outputs=enc_out, attention_mask=enc["attention_mask"],
+                        decoder_input_ids=tokid, past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            tokid = out.logits[:, -1:].argmax(-1)
+        times.append((time.perf_counter() - t0) / steps)
+    return statistics.median(times[1:])  # first repeat is warm-up
+
+
+def measure_cost_ratio(target, draft, tok, source):
+    # interleave to reduce drift
+    tt, td = [], []
+    for _ in range(3):
+        tt.append(decoder_step_time(target, tok, source))
+        td.append(decoder_step_time(draft, tok, source))
+    t, d = statistics.median(tt), statistics.median(td)
+    return d / t, t, d
+
+
+# ----------------------------------------------------------------------------
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="models/tiny-t5")
+    p.add_argument("--data-out", default="data")
+    p.add_argument("--target-steps", type=int, default=1500)
+    p.add_argument("--draft-steps", type=int, default=800)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--target-lr", type=float, default=3e-3)
+    p.add_argument("--draft-lr", type=float, default=3e-3)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--temperature", type=float, default=1.0, help="distillation temperature")
+    p.add_argument("--hard-weight", type=float, default=0.0, help="extra CE weight on references for the draft")
+    p.add_argument("--minutes-cap", type=float, default=30.0,
+                   help="wall-clock safety cap for the whole run (training stops early if hit; "
+                        "runs that hit it are not step-for-step reproducible)")
+    p.add_argument("--target-share", type=float, default=0.7,
+                   help="share of --minutes-cap reserved for the target before the draft starts")
+    # architecture
+    p.add_argument("--target-d-model", type=int, default=256)
+    p.add_argument("--target-d-ff", type=int, default=512)
+    p.add_argument("--target-heads", type=int, default=4)
+    p.add_argument("--target-enc-layers", type=int, default=6)
+    p.add_argument("--target-dec-layers", type=int, default=6)
+    p.add_argument("--draft-d-model", type=int, default=128)
+    p.add_argument("--draft-d-ff", type=int, default=512)
+    p.add_argument("--draft-heads", type=int, default=2)
+    p.add_argument("--draft-enc-layers", type=int, default=1)
+    p.add_argument("--draft-dec-layers", type=int, default=1)
+    # data
+    p.add_argument("--min-src", type=int, default=40)
+    p.add_argument("--max-src", type=int, default=160)
+    p.add_argument("--min-tgt", type=int, default=32)
+    p.add_argument("--max-tgt", type=int, default=128)
+    p.add_argument("--heldout-mod", type=int, default=5, help="topic is held out iff sha1(key) %% mod == 0")
+    p.add_argument("--window-passes", type=int, default=4,
+                   help="random word-window passes over train-topic prose (augmentation)")
+    p.add_argument("--short-steps", type=int, default=400,
+                   help="curriculum: first N steps of each model use short windows")
+    p.add_argument("--short-min", type=int, default=12)
+    p.add_argument("--short-max", type=int, default=60)
+    p.add_argument("--eval-max", type=int, default=0, help="evaluate on at most N held-out examples (0 = all)")
+    p.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast for training (faster only on CPUs with native bf16 and no contention)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (fixed for reproducibility; 1 is far faster than 2 when the "
+                        "other core is busy)")
+    p.add_argument("--skip-train", action="store_true", help="only (re)evaluate models already in --out")
+    args = p.parse_args(argv)
+
+    t_start = time.time()
+    deadline = t_start + 60 * args.minutes_cap
+    torch.set_num_threads(args.threads)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    from transformers import ByT5Tokenizer, T5ForConditionalGeneration
+
+    tok = ByT5Tokenizer()
+    out = Path(args.out)
+    data_out = Path(args.data_out)
+
+    train, heldout, train_keys, heldout_keys = build_examples(
+        args.min_src, args.max_src, args.min_tgt, args.max_tgt, args.heldout_mod,
+        args.window_passes, args.seed)
+    print(f"topics: {len(train_keys)} train / {len(heldout_keys)} held-out; "
+          f"examples: {len(train)} train / {len(heldout)} held-out")
+    print("held-out topics:", ", ".join(heldout_keys))
+    data_out.mkdir(parents=True, exist_ok=True)
+    with open(data_out / "tiny_heldout.jsonl", "w", encoding="utf-8") as f:
+        for e in heldout:
+            f.write(json.dumps(e, ensure_ascii=False) + "\n")
+    for e in heldout[:2]:
+        print("  example:", json.dumps(e))
+    short = build_short_pool(train_keys, args.short_min, args.short_max, 2, args.seed,
+                             {e["source"] for e in heldout})
+    print(f"curriculum pool: {len(short)} short windows ({args.short_min}-{args.short_max} bytes)")
+
+    tcfg = make_config(args.target_d_model, args.target_d_ff, args.target_heads,
+                       args.target_enc_layers, args.target_dec_layers)
+    dcfg = make_config(args.draft_d_model, args.draft_d_ff, args.draft_heads,
+                       args.draft_enc_layers, args.draft_dec_layers)
+    info = {}
+    if not args.skip_train:
+        torch.manual_seed(args.seed)
+        target = T5ForConditionalGeneration(tcfg)
+        torch.manual_seed(args.seed + 1)
+        draft = T5ForConditionalGeneration(dcfg)
+        print(f"params: target {n_params(target):,}  draft {n_params(draft):,}")
+        t_deadline = t_start + 60 * args.minutes_cap * args.target_share
+        info["target_train"] = train_loop(
+            "target", target, train, tok, args.target_steps, args.batch_size, args.target_lr,
+            args.warmup, args.seed, t_deadline, bf16=args.bf16, short=short, short_steps=args.short_steps)
+        print("target:", info["target_train"])
+        for prm in target.parameters():
+            prm.requires_grad_(False)
+        info["draft_train"] = train_loop(
+            "draft", draft, train, tok, args.draft_steps, args.batch_size, args.draft_lr,
+            args.warmup, args.seed + 1, deadline, teacher=target, temperature=args.temperature,
+            hard_weight=args.hard_weight, bf16=args.bf16, short=short, short_steps=args.short_steps // 2)
+        print("draft:", info["draft_train"])
+        save_model(target, tok, out / "target", torch.float16)
+        save_model(draft, tok, out / "draft", torch.float16)
+        info["train_wall_seconds"] = round(time.time() - t_start, 1)
+        with open(out / "train_info.json", "w") as f:
+            json.dump(info, f, indent=2)
+        del target, draft
+    elif (out / "train_info.json").exists():
+        info = json.load(open(out / "train_info.json"))
+    train_seconds = time.time() - t_start
+
+    # ---- evaluation on the saved (float16 -> float32) weights ----
+    import sacrebleu
+
+    target = T5ForConditionalGeneration.from_pretrained(out / "target", torch_dtype=torch.float32).eval()
+    draft = T5ForConditionalGeneration.from_pretrained(out / "draft", torch_dtype=torch.float32).eval()
+    ev = heldout if not args.eval_max else heldout[: args.eval_max]
+    srcs = [e["source"] for e in ev]
+    refs = [e["target"] for e in ev]
+    t0 = time.time()
+    tgt_ids = greedy_batch(target, tok, srcs)
+    hyps = tok.batch_decode(tgt_ids, skip_special_tokens=True)
+    chrf = sacrebleu.corpus_chrf(hyps, [refs]).score
+    exact = sum(h == r for h, r in zip(hyps, refs)) / len(refs)
+    counts = Counter(b for h in hyps for b in h.encode("utf-8"))
+    tot = sum(counts.values())
+    top_byte, top_n = counts.most_common(1)[0] if counts else (0, 0)
+    max_share = top_n / max(1, tot)
+    alpha = acceptance_proxy(draft, tok, srcs, tgt_ids)
+    dgen_ids = greedy_batch(draft, tok, srcs)
+    dhyps = tok.batch_decode(dgen_ids, skip_special_tokens=True)
+    draft_chrf = sacrebleu.corpus_chrf(dhyps, [refs]).score
+    c, t_step, d_step = measure_cost_ratio(target, draft, tok, srcs[0])
+    eval_seconds = time.time() - t0
+    for s, h, r in list(zip(srcs, hyps, refs))[:5]:
+        print(f"SRC : {s}\nREF : {r}\nHYP : {h}\n")
+
+    metrics = {
+        "seed": args.seed,
+        "heldout_examples": len(ev),
+        "train_examples": len(train),
+        "train_topics": len(train_keys),
+        "heldout_topics": heldout_keys,
+        "target_params": n_params(target),
+        "draft_params": n_params(draft),
+        "target_chrf": round(chrf, 2),
+        "target_exact_match": round(exact, 4),
+        "draft_greedy_chrf": round(draft_chrf, 2),
+        "max_byte_share": round(max_share, 4),
+        "max_byte": chr(top_byte),
+        "alpha_proxy": round(alpha, 4),
+        "cost_ratio_c": round(c, 4),
+        "target_decoder_step_ms": round(1000 * t_step, 3),
+        "draft_decoder_step_ms": round(1000 * d_step, 3),
+        "train_wall_seconds": info.get("train_wall_seconds", round(train_seconds, 1)),
+        "eval_wall_seconds": round(eval_seconds, 1),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "args": vars(args),
+        **info,
+    }
+    print(f"held-out: chrF={chrf:.2f} exact={exact:.3f} draft_chrF={draft_chrf:.2f} "
+          f"max_byte_share={max_share:.3f} ({chr(top_byte)!r}) alpha={alpha:.3f} "
+          f"c={c:.3f} (target {1000*t_step:.2f} ms/tok, draft {1000*d_step:.2f} ms/tok)")
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "train_metrics.json", "w") as f:
+        json.dump(metrics, f, indent=2)
+    print(f"wrote {out / 'train_metrics.json'}; total wall {time.time() - t_start:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
