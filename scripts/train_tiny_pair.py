@@ -436,7 +436,7 @@ def measure_cost_ratio(target, draft, tok, source):
 
 
 # ----------------------------------------------------------------------------
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="models/tiny-t5")
@@ -484,7 +484,11 @@ def main(argv=None):
                    help="torch threads (fixed for reproducibility; 1 is far faster than 2 when the "
                         "other core is busy)")
     p.add_argument("--skip-train", action="store_true", help="only (re)evaluate models already in --out")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
 
     t_start = time.time()
     deadline = t_start + 60 * args.minutes_cap
