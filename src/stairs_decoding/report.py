@@ -1,0 +1,537 @@
+"""Runs → tidy DataFrame → tables and figures.
+
+Each plotting function is self-contained (reads run directories or a DataFrame, writes PDF + PNG); shared bits
+(caption text, saving) are small helpers at the top.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+PAPER_REDUCTION_PCT = {"t5-large": 17.24, "t5-3b": 9.58}      # the paper's abstract (T5-small assistant)
+METHOD_STYLE = {
+    "stairs": {"color": "#1f77b4", "marker": "o", "label": "stairs (paper)"},
+    "stairs_cached": {"color": "#2ca02c", "marker": "s", "label": "stairs_cached (ours)"},
+    "hf_assisted": {"color": "#d62728", "marker": "^", "label": "HF assisted (transformers)"},
+}
+
+
+# -- shared helpers ---------------------------------------------------------------------------------------------
+def read_env(run_dir) -> dict:
+    p = Path(run_dir) / "env.json"
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def environment_caption(envs: list[dict]) -> str:
+    """'device; torch X, transformers Y; dtype; date' from the env.json of the runs (distinct values joined)."""
+    def distinct(key):
+        vals = []
+        for e in envs:
+            v = e.get(key)
+            if v is not None and str(v) not in vals:
+                vals.append(str(v))
+        return "/".join(vals) if vals else "?"
+
+    device = distinct("device_name") if any(e.get("device_name") for e in envs) else distinct("device")
+    threads = distinct("torch_threads")
+    dates = sorted({str(e.get("date", ""))[:10] for e in envs if e.get("date")})
+    return (f"{device} ({distinct('device')}, {threads} threads), {distinct('dtype')}; torch {distinct('torch')}, "
+            f"transformers {distinct('transformers')}; {', '.join(dates) or '?'}")
+
+
+def save_figure(fig, out_dir, name: str) -> list[Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.pdf", out / f"{name}.png"]
+    fig.savefig(paths[0], bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight", dpi=150)
+    return paths
+
+
+def _arch_key(model: str) -> str:
+    m = str(model).lower().replace("_", "-")
+    return m[:-5] if m.endswith("-arch") else m
+
+
+def _swept_ks(df) -> str:
+    per = {m: tuple(sorted(int(k) for k in df[df.method == m].k.unique())) for m in METHOD_STYLE
+           if (df.method == m).any()}
+    common = max(set(per.values()), key=lambda v: sum(1 for x in per.values() if x == v)) if per else ()
+    text = ", ".join(map(str, common))
+    others = [f"{m}: {', '.join(map(str, v))}" for m, v in per.items() if v != common]
+    return text + (f"; {'; '.join(others)}" if others else "")
+
+
+def _model_size(model: str) -> float:
+    from .paper_scale import T5_ARCHITECTURES
+
+    shape = T5_ARCHITECTURES.get(_arch_key(model))
+    return float(shape.params or 0) if shape is not None else math.inf
+
+
+# -- paper-scale α sweep ----------------------------------------------------------------------------------------
+def load_alpha_sweep(runs) -> tuple:
+    """A summary DataFrame (rows of scripts/bench_paper_scale.py summary.csv files) and the runs' env.json dicts.
+    `runs`: a DataFrame, one run directory, or a list of run directories."""
+    import pandas as pd
+
+    if isinstance(runs, pd.DataFrame):
+        return runs.copy(), []
+    if isinstance(runs, (str, Path)):
+        runs = [runs]
+    frames, envs = [], []
+    for d in runs:
+        frames.append(pd.read_csv(Path(d) / "summary.csv"))
+        envs.append(read_env(d))
+    return pd.concat(frames, ignore_index=True), envs
+
+
+def best_k_per_alpha(df):
+    """For each (target model, method, α): the row of the k with the largest time reduction."""
+    spec = df[(df.method != "greedy") & df.alpha_requested.notna()].copy()
+    idx = spec.groupby(["model", "method", "alpha_requested"]).time_reduction_pct.idxmax()
+    return spec.loc[idx].sort_values(["model", "method", "alpha_requested"])
+
+
+def plot_alpha_sweep(runs, out_dir="paper_figures", *, name: str = "paper_scale_alpha",
+                     floor_pct: float = -60.0) -> list[Path]:
+    """Time reduction vs greedy against the draft's acceptance rate α, each method at its best k for each α
+    (annotated), one panel per target; dotted: the ideal bound (Leviathan et al.) at the run's measured cost
+    ratio c, best k; dashed: the paper's reported reduction for that target. Saved as `name`.pdf/.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .metrics import speedup_bound
+
+    df, envs = load_alpha_sweep(runs)
+    best = best_k_per_alpha(df)
+    models = sorted(dict.fromkeys(best.model), key=_model_size)
+    fig, axes = plt.subplots(1, len(models), figsize=(6.2 * len(models), 4.9), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        sub = best[best.model == model]
+        key = _arch_key(model)
+        draft = next((d for d in sub.draft.dropna().unique()), "?")
+        c = float(sub.cost_ratio_c.dropna().iloc[0]) if sub.cost_ratio_c.notna().any() else math.nan
+        ks = sorted(int(k) for k in df[(df.model == model) & (df.method != "greedy")].k.unique())
+        alphas = sorted(sub.alpha_requested.unique())
+        # Ideal bound at the measured c, best k over the swept ks, on a fine α grid.
+        if not math.isnan(c) and ks:
+            grid = [min(alphas) + (max(alphas) - min(alphas)) * i / 100 for i in range(101)] if len(alphas) > 1 \
+                else alphas
+            bound = [100 * (1 - 1 / max(speedup_bound(a, c, k) for k in ks)) for a in grid]
+            ax.plot(grid, bound, ":" if len(grid) > 1 else "x", color="0.45", lw=1.5, ms=8,
+                    label=f"ideal bound (c = {c:.3f}, best k)")
+        # The y-range follows the methods that come near the bound; a method far below (the uncached stairs on a
+        # CPU) is drawn at the bottom edge with its values written in, rather than squashing the others.
+        top = max([float(sub.time_reduction_pct.max()), PAPER_REDUCTION_PCT.get(key, 0.0)] +
+                  ([max(bound)] if not math.isnan(c) and ks else []))
+        near = sub[sub.time_reduction_pct >= floor_pct].time_reduction_pct
+        low = min([float(near.min()) if len(near) else 0.0, 0.0]) - 12.0
+        for method, style in METHOD_STYLE.items():
+            m = sub[sub.method == method]
+            if m.empty:
+                continue
+            ys = [max(y, low + 4.0) for y in m.time_reduction_pct]
+            clipped = any(y < low + 4.0 for y in m.time_reduction_pct)
+            ax.plot(m.alpha_requested, ys, marker="v" if clipped else style["marker"], color=style["color"],
+                    label=style["label"] + (": off scale below, value written in" if clipped else ""),
+                    lw=1.8, ms=7, ls="none" if clipped else "-")
+            for a, y, yd, k in zip(m.alpha_requested, m.time_reduction_pct, ys, m.k):
+                text = f"{y:.0f} % (k={int(k)})" if y < low + 4.0 else f"k={int(k)}"
+                ax.annotate(text, (a, yd), textcoords="offset points", xytext=(5, -11 if
+                            method == "hf_assisted" else 5), fontsize=7, color=style["color"])
+        ax.set_ylim(low, top + 12.0)
+        if key in PAPER_REDUCTION_PCT:
+            y = PAPER_REDUCTION_PCT[key]
+            ax.axhline(y, ls="--", color="k", lw=1.1, label=f"paper, {key}: {y} %")
+        ax.axhline(0, color="0.75", lw=0.8)
+        ax.set_title(f"{key} target ← {_arch_key(draft)} draft (architecture only), c = {c:.3f}", fontsize=10)
+        ax.set_xlabel("draft acceptance rate α (controlled)")
+        ax.set_ylabel("time reduction vs greedy (%)")
+        ax.grid(alpha=0.3)
+        span = (max(alphas) - min(alphas)) or 0.2
+        ax.set_xlim(min(alphas) - 0.06 * span, max(alphas) + 0.12 * span)
+        ax.legend(fontsize=8, loc="best", framealpha=0.9)
+    caption = ("Architecture-true T5 shapes with seeded random weights (not the checkpoints); draft acceptance α "
+               "set by a controlled draft; each method at its best k per α (k swept: " + _swept_ks(df) + "); "
+               f"{int(df[df.method != 'greedy'].n.max())} examples, "
+               "fixed-length output (EOS ignored); c = draft/target decoder-step time, measured.\n" + (environment_caption(envs) if envs else ""))
+    fig.text(0.01, -0.02, caption, ha="left", va="top", fontsize=7.5, wrap=True)
+    fig.tight_layout()
+    paths = save_figure(fig, out_dir, name)
+    plt.close(fig)
+    return paths
+
+
+def alpha_sweep_table(runs):
+    """Time reduction (%) at the best k, rows α, columns method, with the k in brackets (strings)."""
+    df, _ = load_alpha_sweep(runs)
+    best = best_k_per_alpha(df)
+    out = {}
+    for model, sub in best.groupby("model"):
+        red = sub.pivot(index="alpha_requested", columns="method", values="time_reduction_pct")
+        ks = sub.pivot(index="alpha_requested", columns="method", values="k")
+        out[model] = red.round(1).astype(str) + " (k=" + ks.astype(int).astype(str) + ")"
+    return out
+
+
+def crossing_alpha(runs, method: str, level_pct: float, model: str | None = None) -> float | None:
+    """The α at which `method`'s best-k time reduction first reaches `level_pct` (linear interpolation between
+    swept α values); None when it never does in the swept range."""
+    df, _ = load_alpha_sweep(runs)
+    best = best_k_per_alpha(df)
+    sub = best[best.method == method]
+    if model is not None:
+        sub = sub[sub.model == model]
+    pts = sorted(zip(sub.alpha_requested, sub.time_reduction_pct))
+    if pts and pts[0][1] >= level_pct:
+        return float(pts[0][0])
+    for (a0, y0), (a1, y1) in zip(pts, pts[1:]):
+        if y0 < level_pct <= y1:
+            return float(a0 + (a1 - a0) * (level_pct - y0) / (y1 - y0))
+    return None
+
+
+# -- experiment runs (scripts/run.py): tidy frames ---------------------------------------------------------------
+SPEC_METHODS = ("stairs", "stairs_cached", "hf_assisted")
+BAR_ORDER = ("greedy", "hf_assisted", "stairs", "stairs_cached")
+
+
+def run_dirs(runs) -> list[Path]:
+    if isinstance(runs, (str, Path)):
+        runs = [runs]
+    dirs = []
+    for r in runs:
+        r = Path(r)
+        if (r / "results.jsonl").exists() or (r / "summary.csv").exists():
+            dirs.append(r)
+        else:                                   # a folder of runs (multirun, results/): every run below it
+            dirs.extend(sorted(p.parent for p in r.rglob("summary.csv")))
+    if not dirs:
+        raise FileNotFoundError(f"no run directories (with summary.csv or results.jsonl) under {list(map(str, runs))}")
+    return dirs
+
+
+def is_alpha_sweep(run_dir) -> bool:
+    """A paper-scale controlled-α run (scripts/bench_paper_scale.py) rather than a scripts/run.py run."""
+    p = Path(run_dir) / "summary.csv"
+    return p.exists() and "alpha_requested" in p.read_text().splitlines()[0].split(",")
+
+
+def pair_label(model: str, draft: str) -> str:
+    return f"{model} ← {draft}"
+
+
+def load_results(runs):
+    """One tidy row per example × method × k × model pair, from every run's results.jsonl (+ env, run dir)."""
+    import pandas as pd
+
+    frames = []
+    for d in run_dirs(runs):
+        if is_alpha_sweep(d) or not (d / "results.jsonl").exists():
+            continue
+        df = pd.read_json(d / "results.jsonl", lines=True)
+        env = read_env(d)
+        df["run_dir"] = str(d)
+        df["device_name"] = env.get("device_name", env.get("device"))
+        df["pair"] = [pair_label(m, dr) for m, dr in zip(df["model"], df["draft"])]
+        frames.append(df)
+    if not frames:
+        raise FileNotFoundError("no results.jsonl from scripts/run.py in the given runs")
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_summaries(runs):
+    """Every run's summary.csv (one row per method × k) with its pair, run dir and environment."""
+    import pandas as pd
+
+    frames = []
+    for d in run_dirs(runs):
+        if is_alpha_sweep(d) or not (d / "summary.csv").exists():
+            continue
+        df = pd.read_csv(d / "summary.csv")
+        env = read_env(d)
+        df["run_dir"] = str(d)
+        df["device_name"] = env.get("device_name", env.get("device"))
+        df["pair"] = [pair_label(m, dr) for m, dr in zip(df["model"], df["draft"])]
+        frames.append(df)
+    if not frames:
+        raise FileNotFoundError("no summary.csv from scripts/run.py in the given runs")
+    return pd.concat(frames, ignore_index=True)
+
+
+def best_k(summary):
+    """Per pair and speculative method, the k with the lowest median time (greedy rows kept as they are)."""
+    spec = summary[summary["method"].isin(SPEC_METHODS)]
+    best = spec.loc[spec.groupby(["pair", "method"])["median_s"].idxmin()]
+    return best
+
+
+def _is_paper_pair(model: str, draft: str) -> str | None:
+    m, d = _arch_key(model), _arch_key(draft)
+    if str(model).endswith("_arch"):
+        return None                                    # random weights: not the paper's setting
+    if d in ("t5-small",) and m in ("t5-large", "t5-3b"):
+        return m
+    return None
+
+
+def reduction_table(summary):
+    """Time reduction % vs greedy per (pair, method, k), with the paper's value beside ours where the pair matches
+    (the paper reports one number per pair, for its stairs method)."""
+    rows = []
+    for _, r in summary[summary["method"].isin(SPEC_METHODS + ("draft_greedy",))].iterrows():
+        paper = _is_paper_pair(r["model"], r["draft"])
+        rows.append({
+            "pair": r["pair"], "method": r["method"], "k": int(r["k"]) if r["method"] != "draft_greedy" else "–",
+            "median s/ex": r["median_s"], "time reduction %": r["time_reduction_pct"], "speed-up": r["speedup"],
+            "α": r.get("alpha"), "bound": r.get("bound_speedup"),
+            "paper %": PAPER_REDUCTION_PCT[paper] if paper and r["method"] == "stairs" else None,
+        })
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
+def write_table(table, out_dir, name: str = "time_reduction") -> list[Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fmt = table.copy()
+    for col in ("median s/ex",):
+        fmt[col] = fmt[col].map(lambda v: f"{v:.4f}")
+    for col in ("time reduction %", "paper %"):
+        fmt[col] = fmt[col].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}")
+    for col in ("speed-up", "α", "bound"):
+        fmt[col] = fmt[col].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}")
+    md, tex = out / f"{name}.md", out / f"{name}.tex"
+    md.write_text(fmt.to_markdown(index=False) + "\n", encoding="utf-8")
+    tex.write_text(fmt.to_latex(index=False).replace("α", r"$\alpha$").replace("←", r"$\leftarrow$").replace("%", r"\%"),
+                   encoding="utf-8")
+    return [md, tex]
+
+
+def runs_caption(summary) -> str:
+    """Pairs, task, device, versions and date of the runs behind a figure; flags the tiny CPU pair."""
+    envs = [read_env(d) for d in summary["run_dir"].unique()]
+    pairs = ", ".join(summary["pair"].unique())
+    tasks = ", ".join(str(t) for t in summary["task"].dropna().unique())
+    text = f"pair: {pairs}; task: {tasks}\n{environment_caption(envs)}"
+    if any(str(m).startswith("tiny") for m in summary["model"].unique()):
+        text += "\nshipped tiny CPU pair: not the paper's T5 result"
+    return text
+
+
+def _panels(n: int, width: float = 5.2, height: float = 3.8):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
+    return fig, axes[0]
+
+
+def _caption(fig, text: str) -> None:
+    fig.text(0.01, -0.02, text, ha="left", va="top", fontsize=7.5, color="#444444")
+
+
+def plot_time_vs_k(summary, out_dir, name: str = "time_vs_k") -> list[Path]:
+    """Median time per example vs the assistant batch size k, per method; greedy as a horizontal line
+    (the paper's "t5-large-batch"/"t5-3b-batch" analogue). One panel per pair."""
+    pairs = list(summary["pair"].unique())
+    fig, axes = _panels(len(pairs))
+    for ax, pair in zip(axes, pairs):
+        s = summary[summary["pair"] == pair]
+        g = s[s["method"] == "greedy"]
+        if len(g):
+            ax.axhline(float(g["median_s"].iloc[0]), color="black", lw=1.5, ls="--", label="greedy (target alone)")
+        dg = s[s["method"] == "draft_greedy"]
+        if len(dg):
+            ax.axhline(float(dg["median_s"].iloc[0]), color="grey", lw=1, ls=":", label="draft alone")
+        for method in SPEC_METHODS:
+            m = s[s["method"] == method].sort_values("k")
+            if not len(m):
+                continue
+            st = METHOD_STYLE[method]
+            ax.plot(m["k"], m["median_s"], marker=st["marker"], color=st["color"], label=st["label"])
+            if {"ci95_low", "ci95_high"} <= set(m.columns) and m["ci95_low"].notna().all():
+                ax.fill_between(m["k"], m["ci95_low"], m["ci95_high"], color=st["color"], alpha=0.12, lw=0)
+        ax.set_xlabel("assistant batch size k (draft tokens per round)")
+        _integer_ticks(ax)
+        ax.set_ylabel("median time per example (s)")
+        ax.set_title(pair, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=8)
+    fig.suptitle("Time per example vs k (shaded: 95 % CI of the mean)", fontsize=11)
+    _caption(fig, runs_caption(summary))
+    paths = save_figure(fig, out_dir, name)
+    _close(fig)
+    return paths
+
+
+def plot_inference_bars(summary, out_dir, name: str = "inference_time") -> list[Path]:
+    """Greedy, HF assisted, stairs and stairs_cached at their best k, with the time reduction % on the bars
+    (the paper's "…-inf" analogue). One panel per pair."""
+    pairs = list(summary["pair"].unique())
+    best = best_k(summary)
+    fig, axes = _panels(len(pairs), width=5.0)
+    colors = {"greedy": "#555555", **{m: METHOD_STYLE[m]["color"] for m in SPEC_METHODS}}
+    for ax, pair in zip(axes, pairs):
+        s = summary[summary["pair"] == pair]
+        g = s[s["method"] == "greedy"]
+        bars = []
+        for method in BAR_ORDER:
+            row = g if method == "greedy" else best[(best["pair"] == pair) & (best["method"] == method)]
+            if len(row):
+                bars.append((method, row.iloc[0]))
+        x = range(len(bars))
+        heights = [float(r["median_s"]) for _, r in bars]
+        ax.bar(x, heights, color=[colors[m] for m, _ in bars], width=0.65)
+        for i, (method, r) in enumerate(bars):
+            label = "baseline" if method == "greedy" else f"{-float(r['time_reduction_pct']):+.1f} %\nk={int(r['k'])}"
+            ax.text(i, heights[i], label, ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(list(x))
+        ax.set_xticklabels([METHOD_STYLE.get(m, {"label": "greedy"})["label"].replace(" (", "\n(") for m, _ in bars],
+                           fontsize=8)
+        ax.set_ylabel("median time per example (s)")
+        ax.set_ylim(0, max(heights) * 1.25)
+        ax.set_title(pair, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("Inference time at each method's best k (label: time change vs greedy)", fontsize=11)
+    _caption(fig, runs_caption(summary))
+    paths = save_figure(fig, out_dir, name)
+    _close(fig)
+    return paths
+
+
+def plot_acceptance(results, summary, out_dir, name: str = "acceptance") -> list[Path]:
+    """Left: histogram of draft tokens accepted per round (stairs_cached, a few k). Right: achieved speed-up vs
+    the ideal bound (1−α^(k+1))/((1−α)(k·c+1)) for every speculative (method, k)."""
+    import numpy as np
+
+    fig, (ax1, ax2) = _panels(2)
+    spec = results[results["method"] == "stairs_cached"]
+    ks = sorted(int(k) for k in spec["k"].unique())
+    show = sorted({ks[0], ks[len(ks) // 2], ks[-1]}) if ks else []
+    for j, k in enumerate(show):
+        acc = [a for row in spec[spec["k"] == k]["accepted"] for a in row]
+        if not acc:
+            continue
+        bins = np.arange(-0.5, k + 1.5, 1.0)
+        ax1.hist(acc, bins=bins, density=True, histtype="step", lw=2, label=f"k={k} (mean {np.mean(acc):.2f})")
+    ax1.set_xlabel("draft tokens accepted in a round")
+    ax1.set_ylabel("share of rounds")
+    ax1.set_title("Accepted per round (stairs_cached)", fontsize=10)
+    ax1.legend(fontsize=8)
+    ax1.grid(alpha=0.3)
+
+    s = summary[summary["method"].isin(SPEC_METHODS)].dropna(subset=["bound_speedup", "speedup"])
+    hi = 1.0
+    for method in SPEC_METHODS:
+        m = s[s["method"] == method]
+        if not len(m):
+            continue
+        st = METHOD_STYLE[method]
+        ax2.scatter(m["bound_speedup"], m["speedup"], color=st["color"], marker=st["marker"], label=st["label"])
+        for _, r in m.iterrows():
+            ax2.annotate(f"{int(r['k'])}", (r["bound_speedup"], r["speedup"]), fontsize=6.5,
+                         xytext=(3, 2), textcoords="offset points", color=st["color"])
+        hi = max(hi, float(m["bound_speedup"].max()), float(m["speedup"].max()))
+    ax2.plot([0, hi * 1.05], [0, hi * 1.05], color="black", lw=1, ls="--", label="achieved = bound")
+    ax2.axhline(1.0, color="grey", lw=0.8, ls=":")
+    ax2.set_xlim(0, hi * 1.05)
+    ax2.set_ylim(0, hi * 1.05)
+    ax2.set_xlabel("ideal speed-up bound from measured α and c")
+    ax2.set_ylabel("achieved speed-up vs greedy")
+    ax2.set_title("Achieved vs ideal (numbers: k)", fontsize=10)
+    ax2.legend(fontsize=8, loc="upper left")
+    ax2.grid(alpha=0.3)
+    _caption(fig, runs_caption(summary))
+    paths = save_figure(fig, out_dir, name)
+    _close(fig)
+    return paths
+
+
+def _integer_ticks(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _close(fig) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def plot_k_sweep(summary, out_dir, name: str = "k_sweep") -> list[Path]:
+    """Step-size sweep per pair: speed-up vs k (solid) beside its ideal bound (dashed), acceptance α vs k, and
+    mean accepted tokens per round vs k."""
+    pairs = list(summary["pair"].unique())
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(pairs), 3, figsize=(14, 3.6 * len(pairs)), squeeze=False)
+    for row, pair in zip(axes, pairs):
+        s = summary[(summary["pair"] == pair) & summary["method"].isin(SPEC_METHODS)]
+        for method in SPEC_METHODS:
+            m = s[s["method"] == method].sort_values("k")
+            if not len(m):
+                continue
+            st = METHOD_STYLE[method]
+            row[0].plot(m["k"], m["speedup"], marker=st["marker"], color=st["color"], label=st["label"])
+            row[0].plot(m["k"], m["bound_speedup"], ls="--", color=st["color"], alpha=0.6)
+            row[1].plot(m["k"], m["alpha"], marker=st["marker"], color=st["color"], label=st["label"])
+            row[2].plot(m["k"], m["mean_accepted"], marker=st["marker"], color=st["color"], label=st["label"])
+        row[0].axhline(1.0, color="black", lw=1, ls=":")
+        for ax, ylabel in zip(row, ("speed-up vs greedy (dashed: ideal bound)", "acceptance α per token",
+                                    "accepted draft tokens per round")):
+            ax.set_xlabel("k (draft tokens per round)")
+            _integer_ticks(ax)
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3)
+        row[1].set_ylim(0, 1.02)
+        row[0].set_title(pair, fontsize=10, loc="left")
+        row[0].legend(fontsize=8)
+    fig.suptitle("Step-size sweep", fontsize=11)
+    fig.tight_layout()
+    _caption(fig, runs_caption(summary))
+    paths = save_figure(fig, out_dir, name)
+    _close(fig)
+    return paths
+
+
+def pull_wandb(project: str, out_dir) -> list[Path]:
+    """Download the `results` artifact (results.jsonl, summary.csv, env.json, config) of every run of a W&B
+    project into out_dir/<run id>/, for the notebooks; local files stay the source of truth."""
+    import wandb
+
+    dirs = []
+    for run in wandb.Api().runs(project):
+        for art in run.logged_artifacts():
+            if art.type == "results":
+                dirs.append(Path(art.download(root=str(Path(out_dir) / run.id))))
+    if not dirs:
+        raise FileNotFoundError(f"no 'results' artifacts in W&B project {project!r}")
+    return dirs
+
+
+def make_all(runs, out_dir) -> list[Path]:
+    """Every figure and table of paper_figures/ from the given run directories (what scripts/make_figures.py
+    and the notebooks call). Experiment runs give time_vs_k, inference_time, acceptance and the time-reduction
+    table; paper-scale α sweeps give paper_scale_alpha."""
+    dirs = run_dirs(runs)
+    written = []
+    plain = [d for d in dirs if not is_alpha_sweep(d)]
+    sweeps = [d for d in dirs if is_alpha_sweep(d)]
+    if plain:
+        summary = load_summaries(plain)
+        results = load_results(plain)
+        written += plot_time_vs_k(summary, out_dir)
+        written += plot_inference_bars(summary, out_dir)
+        written += plot_acceptance(results, summary, out_dir)
+        written += plot_k_sweep(summary, out_dir)
+        written += write_table(reduction_table(summary), out_dir)
+    if sweeps:
+        written += plot_alpha_sweep(sweeps, out_dir)
+    return written
