@@ -225,42 +225,36 @@ def pair_label(model: str, draft: str) -> str:
     return f"{model} ← {draft}"
 
 
-def load_results(runs):
-    """One tidy row per example × method × k × model pair, from every run's results.jsonl (+ env, run dir)."""
+def _load_runs(runs, filename: str, read):
+    """`read(path)` of `filename` in every scripts/run.py run, tagged with its pair, run dir and device."""
     import pandas as pd
 
     frames = []
     for d in run_dirs(runs):
-        if is_alpha_sweep(d) or not (d / "results.jsonl").exists():
+        if is_alpha_sweep(d) or not (d / filename).exists():
             continue
-        df = pd.read_json(d / "results.jsonl", lines=True)
-        env = read_env(d)
+        df = read(d / filename)
         df["run_dir"] = str(d)
-        df["device_name"] = env.get("device_name", env.get("device"))
+        df["device_name"] = read_env(d).get("device_name")
         df["pair"] = [pair_label(m, dr) for m, dr in zip(df["model"], df["draft"])]
         frames.append(df)
     if not frames:
-        raise FileNotFoundError("no results.jsonl from scripts/run.py in the given runs")
+        raise FileNotFoundError(f"no {filename} from scripts/run.py in the given runs")
     return pd.concat(frames, ignore_index=True)
+
+
+def load_results(runs):
+    """One tidy row per example × method × k × model pair, from every run's results.jsonl."""
+    import pandas as pd
+
+    return _load_runs(runs, "results.jsonl", lambda p: pd.read_json(p, lines=True))
 
 
 def load_summaries(runs):
-    """Every run's summary.csv (one row per method × k) with its pair, run dir and environment."""
+    """Every run's summary.csv (one row per method × k × model pair)."""
     import pandas as pd
 
-    frames = []
-    for d in run_dirs(runs):
-        if is_alpha_sweep(d) or not (d / "summary.csv").exists():
-            continue
-        df = pd.read_csv(d / "summary.csv")
-        env = read_env(d)
-        df["run_dir"] = str(d)
-        df["device_name"] = env.get("device_name", env.get("device"))
-        df["pair"] = [pair_label(m, dr) for m, dr in zip(df["model"], df["draft"])]
-        frames.append(df)
-    if not frames:
-        raise FileNotFoundError("no summary.csv from scripts/run.py in the given runs")
-    return pd.concat(frames, ignore_index=True)
+    return _load_runs(runs, "summary.csv", pd.read_csv)
 
 
 def best_k(summary):
