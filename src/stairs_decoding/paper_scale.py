@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .metrics import speedup_bound
+
 # -- architectures -------------------------------------------------------------------------------------------
 
 
@@ -328,10 +330,5 @@ class ControlledDraft:
 
 
 # -- the speed-up bound ---------------------------------------------------------------------------------------
-def ideal_speedup(alpha: float, c: float, k: int) -> float:
-    """(1 − α^(k+1)) / ((1 − α)(k·c + 1)) (Leviathan et al., 2023)."""
-    if k < 1 or any(map(lambda x: x is None or (isinstance(x, float) and math.isnan(x)), (alpha, c))):
-        return math.nan
-    if alpha >= 1.0:
-        return (k + 1) / (k * c + 1)
-    return (1 - alpha ** (k + 1)) / ((1 - alpha) * (k * c + 1))
+# The Leviathan et al. bound, under the name this module's callers use (one definition, in metrics).
+ideal_speedup = speedup_bound
