@@ -14,7 +14,6 @@ every emitted token, so every method's output remains the target's greedy output
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
