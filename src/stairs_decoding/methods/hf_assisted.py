@@ -80,8 +80,8 @@ def run_hf(target, draft, input_ids, attention_mask, *, k: int, max_new_tokens: 
     if enc_dec:
         meters["target_enc"] = _Meter(target.get_encoder(), clock)
         # A shared encoder module (draft is target) is metered once; its time then counts for the target.
-        shared = draft.get_encoder() is target.get_encoder()
-        meters["draft_enc"] = _Meter(torch.nn.Identity(), clock) if shared else _Meter(draft.get_encoder(), clock)
+        if draft.get_encoder() is not target.get_encoder():
+            meters["draft_enc"] = _Meter(draft.get_encoder(), clock)
     try:
         with _assistant_settings(draft, k):
             out = target.generate(input_ids, attention_mask=attention_mask, assistant_model=draft,
@@ -100,8 +100,8 @@ def run_hf(target, draft, input_ids, attention_mask, *, k: int, max_new_tokens: 
     stats.new_tokens = len(row)
     stats.target_calls = meters["target"].calls
     stats.draft_calls = meters["draft"].calls
-    stats.target_seconds = meters["target"].seconds + (meters["target_enc"].seconds if enc_dec else 0.0)
-    stats.draft_seconds = meters["draft"].seconds + (meters["draft_enc"].seconds if enc_dec else 0.0)
+    stats.target_seconds = sum(m.seconds for name, m in meters.items() if name.startswith("target"))
+    stats.draft_seconds = sum(m.seconds for name, m in meters.items() if name.startswith("draft"))
     # Round r starts with cur_len_r committed tokens: the prefix, then (cache length + 1) after a crop.
     starts = [prefix] + [n + 1 for n in meters["target"].cache_lens[1:]] + [prefix + len(row)]
     stats.accepted = [max(0, b - a - 1) for a, b in zip(starts, starts[1:])]
