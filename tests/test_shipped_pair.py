@@ -57,3 +57,27 @@ def test_heldout_and_translation_sets_load_with_datasets():
     ende = load_dataset("json", data_files=str(ROOT / "data" / "en_de_sample.jsonl"), split="train")
     assert len(held) >= 200 and {"source", "target"} <= set(held.column_names)
     assert len(ende) >= 50 and all(s.startswith("translate English to German: ") for s in ende["source"])
+
+
+def _train_script():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import train_tiny_pair
+    finally:
+        sys.path.pop(0)
+    return train_tiny_pair
+
+
+def test_heldout_references_are_the_task_function_and_alignment_is_exact():
+    """The held-out references are compress(source); the guided-alignment targets copy the right bytes."""
+    script = _train_script()
+    prefix = script.TASK_PREFIX
+    for line in (ROOT / "data" / "tiny_heldout.jsonl").read_text().splitlines():
+        ex = json.loads(line)
+        assert ex["source"].startswith(prefix)
+        src = ex["source"][len(prefix):]
+        out, idx = script.compress_aligned(src)
+        assert out == script.compress(src) == ex["target"]
+        assert idx == sorted(idx) and len(set(idx)) == len(idx)  # a subsequence of the source
+        assert all(src[i] == c or (c == " " and src[i].isspace()) for c, i in zip(out, idx))
+        assert 32 <= len(ex["target"].encode()) <= 128
