@@ -147,3 +147,33 @@ def test_training_mode_and_mixed_architectures_are_refused(t5_pair):
 def test_unknown_keyword_is_a_type_error(t5_pair):
     with pytest.raises(TypeError, match="unexpected keyword argument 'beams'"):
         generate(t5_pair[0], IDS, beams=2)
+
+
+def test_draft_sharing_the_target_encoder_runs_it_once_and_stays_exact():
+    """models.share_encoder: a draft whose encoder equals the target's reuses the target's encoder output."""
+    import copy
+
+    from stairs_decoding.models import share_encoder
+
+    target = tiny_t5(0)
+    draft = copy.deepcopy(target)   # same encoder weights; perturb the decoder so the draft is imperfect
+    with torch.no_grad():
+        for prm in draft.decoder.block.parameters():   # not the shared embedding
+            prm.add_(0.05 * torch.randn_like(prm))
+    assert not share_encoder(target, tiny_t5(1))          # different weights: left alone
+    assert share_encoder(target, draft) and draft.get_encoder() is target.get_encoder()
+
+    calls = []
+    hook = target.get_encoder().register_forward_hook(lambda *a: calls.append(1))
+    try:
+        gen = torch.Generator().manual_seed(3)
+        for _ in range(5):
+            ids = torch.randint(3, VOCAB, (2, 9), generator=gen)
+            ref = generate(target, ids, max_new_tokens=20)
+            calls.clear()
+            for method in ("stairs", "stairs_cached"):
+                res = generate(target, ids, draft=draft, method=method, num_draft_tokens=3, max_new_tokens=20)
+                assert res.tokens == ref.tokens, method
+            assert len(calls) == 2                      # one encoder pass per generate() call, not two
+    finally:
+        hook.remove()

@@ -1,8 +1,6 @@
 """`generate()`: validate once, build the decoding state, dispatch to the method's module."""
 from __future__ import annotations
 
-import time
-
 import torch
 
 from .methods import METHODS, NEEDS_DRAFT, SCHEDULES
@@ -82,7 +80,10 @@ def _run_own(target, draft, input_ids, attention_mask, method, k, max_new_tokens
 
     enc_input = input_ids if first.config.is_encoder_decoder else prefix
     tstate = ModelState(target, enc_input, attention_mask, clock) if uses_target else None
-    dstate = ModelState(draft, enc_input, attention_mask, clock) if uses_draft else None
+    # a draft whose encoder module is the target's (see models.share_encoder) reuses the target's encoder output
+    shared = tstate is not None and tstate.enc_dec and uses_draft and draft.get_encoder() is target.get_encoder()
+    dstate = (ModelState(draft, enc_input, attention_mask, clock,
+                         encoder_outputs=tstate.encoder_outputs if shared else None) if uses_draft else None)
     METHODS[method].run(tstate, dstate, seq, k=k, schedule=schedule, stats=stats)
 
     tokens = seq.outputs()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from .errors import USER_ERRORS, HarnessError
 from .generation import generate
 from .methods import METHODS, NEEDS_DRAFT, SCHEDULES, SPECULATIVE
 from .models import (build_model, check_available, check_pair_config, check_pair_models, is_none_node, load_tokenizer,
-                     resolve_device, resolve_dtype)
+                     resolve_device, resolve_dtype, share_encoder)
 from .results import (CONFIG_FILE, COST_FILE, ENV_FILE, RESULTS_FILE, SUMMARY_FILE, ResultsWriter, environment,
                       read_results, write_json, write_summary)
 from .tasks import load_task
@@ -234,11 +233,13 @@ def run_experiment(cfg: DictConfig, run_dir: str | os.PathLike) -> list[dict]:
     if resume_skipped := len(timed_examples) - len(todo):
         _warn(f"resume: {resume_skipped} of {len(timed_examples)} example(s) already complete in {results_path}")
     target = draft = tokenizer = None
+    shared_encoder = False
     try:
         if todo:   # nothing left to run: no need to load the models (summary only)
             target = build_model(cfg.model, dtype=str(cfg.dtype), device=str(device))
             draft = build_model(cfg.draft, dtype=str(cfg.dtype), device=str(device)) if has_draft else None
             check_pair_models(target, draft, model_name, draft_name)
+            shared_encoder = share_encoder(target, draft)
             tokenizer = load_tokenizer(cfg.model)
     except BaseException:
         writer.close()
@@ -248,7 +249,8 @@ def run_experiment(cfg: DictConfig, run_dir: str | os.PathLike) -> list[dict]:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     OmegaConf.save(OmegaConf.create(resolved), run_dir / CONFIG_FILE)
     env = environment(device=device, dtype=str(cfg.dtype), seed=seed, repo=_config.repo_root())
-    env.update(model=model_name, draft=draft_name, task=task_name, run_dir=str(run_dir))
+    env.update(model=model_name, draft=draft_name, task=task_name, run_dir=str(run_dir),
+               draft_shares_target_encoder=shared_encoder)
     if records and (run_dir / ENV_FILE).exists():      # a resume: keep the earlier sessions' environments
         import json
 

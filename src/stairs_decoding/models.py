@@ -148,6 +148,29 @@ def _from_pretrained(loader, checkpoint: str, what: str, **kwargs):
         raise HarnessError(f"cannot load {what} {checkpoint!r}: {str(e).splitlines()[0]}") from None
 
 
+def share_encoder(target, draft) -> bool:
+    """If `draft`'s encoder has exactly the target's weights, make it the very same module and return True.
+
+    `generate()` then runs the encoder once and gives its output to both models (identical numbers, one pass
+    less per input). The shipped tiny draft is built this way (scripts/train_tiny_pair.py). Output is unchanged
+    either way: the draft only proposes.
+    """
+    if draft is None or not (target.config.is_encoder_decoder and draft.config.is_encoder_decoder):
+        return False
+    t_enc, d_enc = target.get_encoder(), draft.get_encoder()
+    if t_enc is d_enc:
+        return True
+    t_sd, d_sd = t_enc.state_dict(), d_enc.state_dict()
+    if t_sd.keys() != d_sd.keys() or any(t_sd[k].shape != d_sd[k].shape or t_sd[k].dtype != d_sd[k].dtype
+                                         or t_sd[k].device != d_sd[k].device or not torch.equal(t_sd[k], d_sd[k])
+                                         for k in t_sd):
+        return False
+    if getattr(draft, "encoder", None) is not d_enc:   # only models that keep it as `.encoder` (T5)
+        return False
+    draft.encoder = t_enc
+    return True
+
+
 def load_pretrained(checkpoint: str, *, arch: str = "encoder_decoder", dtype="float32", device="auto",
                     revision: str | None = None, name: str | None = None, vocab_size: int | None = None,
                     tokenizer: str | None = None, chat_template: bool = False, **from_pretrained_kwargs):

@@ -91,7 +91,9 @@ class Sequence:
 class ModelState:
     """One model's encoder output and KV cache over a prefix of the committed `Sequence`."""
 
-    def __init__(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, clock: Clock):
+    def __init__(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, clock: Clock,
+                 encoder_outputs=None):
+        """`encoder_outputs`: reuse another model's encoder output (a draft whose encoder *is* the target's)."""
         self.model = model
         self.clock = clock
         self.enc_dec = bool(model.config.is_encoder_decoder)
@@ -102,10 +104,13 @@ class ModelState:
         self._keep_arg = "logits_to_keep" in inspect.signature(model.forward).parameters
         self._expanded: dict[int, tuple] = {}
         if self.enc_dec:
-            t0 = clock()
-            self.encoder_outputs = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask)
             self.encoder_mask = attention_mask
-            self.seconds += clock() - t0
+            if encoder_outputs is not None:
+                self.encoder_outputs = encoder_outputs
+            else:
+                t0 = clock()
+                self.encoder_outputs = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask)
+                self.seconds += clock() - t0
 
     # -- cached decoding -------------------------------------------------------------------------
     def step(self, seq: Sequence, extra: torch.Tensor | None = None, keep: int = 1) -> torch.Tensor:
