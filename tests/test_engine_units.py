@@ -177,3 +177,29 @@ def test_draft_sharing_the_target_encoder_runs_it_once_and_stays_exact():
             assert len(calls) == 2                      # one encoder pass per generate() call, not two
     finally:
         hook.remove()
+
+
+
+@pytest.mark.parametrize("pair", ["t5_pair", "gpt2_pair"])
+def test_hf_assisted_draft_never_refeeds_what_its_cache_holds(pair, request):
+    """The assistant's cache never holds more positions than the sequence has (transformers 5.x re-fed an
+    encoder-decoder assistant's whole decoder sequence on top of its cache each round when generate() got no
+    decoder_attention_mask; outputs stay exact, only acceptance and draft time suffer)."""
+    import copy
+
+    target, _ = request.getfixturevalue(pair)
+    draft = copy.deepcopy(target)            # the target's twin: every draft must also be accepted
+    seen = []
+    hook = draft.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["past_key_values"].get_seq_length()
+                                                 if kwargs.get("past_key_values") is not None else 0),
+        with_kwargs=True)
+    ids = torch.randint(2, VOCAB, (1, 8), generator=torch.Generator().manual_seed(3))
+    try:
+        s = generate(target, ids, draft=draft, method="hf_assisted", num_draft_tokens=3, max_new_tokens=25,
+                     ignore_eos=True).stats
+    finally:
+        hook.remove()
+    longest = (1 if target.config.is_encoder_decoder else ids.shape[1]) + 25 + 3
+    assert seen and max(seen) <= longest, seen
+    assert s.new_tokens == 25 and s.rejections == 0 and s.accepted[:-1] == [3] * (len(s.accepted) - 1)

@@ -3,6 +3,13 @@
 Same k, constant schedule, confidence-based early stopping of the draft turned off, so that it proposes
 exactly what our methods propose. Hooks count each model's forward calls and time; the per-round accepted
 counts are read off the target's cache length at each verification call.
+
+Encoder-decoder models get an explicit all-ones `decoder_attention_mask`. Without one, transformers 5.x's
+`generate()` (seen in 5.23) cannot tell on the assistant's later rounds that the decoder ids it is handed
+repeat tokens already in the assistant's cache: it feeds the whole decoder sequence again on top of the cache,
+so every round appends duplicates. The output stays exact (the target checks every token), but the draft then
+drafts from a corrupted cache: with the target as its own assistant, acceptance fell to about 0.25 instead of
+1.0, and each draft call re-read the whole sequence. The mask lets `generate()` slice off what is cached.
 """
 from __future__ import annotations
 
@@ -83,9 +90,13 @@ def run_hf(target, draft, input_ids, attention_mask, *, k: int, max_new_tokens: 
         if draft.get_encoder() is not target.get_encoder():
             meters["draft_enc"] = _Meter(draft.get_encoder(), clock)
     try:
+        extra = {}
+        if enc_dec:   # see the module docstring: without it the assistant re-feeds its whole decoder sequence
+            extra["decoder_attention_mask"] = torch.ones(input_ids.shape[0], 1, dtype=torch.long,
+                                                         device=input_ids.device)
         with _assistant_settings(draft, k):
             out = target.generate(input_ids, attention_mask=attention_mask, assistant_model=draft,
-                                  generation_config=config)
+                                  generation_config=config, **extra)
     finally:
         for m in meters.values():
             m.remove()
