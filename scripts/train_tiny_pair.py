@@ -566,7 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16", action="store_true",
                    help="bf16 autocast for training (faster only on CPUs with native bf16 and no contention)")
     p.add_argument("--threads", type=int, default=2,
-                   help="torch threads (fixed, for bit-reproducible training on one machine: the same command with another thread count gives other bits)")
+                   help="torch threads (fixed, for bit-reproducible training on one machine; another thread "
+                        "count gives other bits)")
     p.add_argument("--skip-train", action="store_true", help="only (re)evaluate models already in --out")
     p.add_argument("--target-from", default=None,
                    help="experiments only: load this trained target instead of training one, then train the draft")

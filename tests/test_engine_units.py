@@ -1,4 +1,6 @@
 """The shared pieces on their own: accept(), the commit rules, stats, and every bad-input error."""
+import copy
+
 import pytest
 import torch
 
@@ -179,14 +181,11 @@ def test_draft_sharing_the_target_encoder_runs_it_once_and_stays_exact():
         hook.remove()
 
 
-
 @pytest.mark.parametrize("pair", ["t5_pair", "gpt2_pair"])
 def test_hf_assisted_draft_never_refeeds_what_its_cache_holds(pair, request):
     """The assistant's cache never holds more positions than the sequence has (transformers 5.x re-fed an
     encoder-decoder assistant's whole decoder sequence on top of its cache each round when generate() got no
     decoder_attention_mask; outputs stay exact, only acceptance and draft time suffer)."""
-    import copy
-
     target, _ = request.getfixturevalue(pair)
     draft = copy.deepcopy(target)            # the target's twin: every draft must also be accepted
     seen = []
