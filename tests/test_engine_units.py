@@ -153,8 +153,6 @@ def test_unknown_keyword_is_a_type_error(t5_pair):
 
 def test_draft_sharing_the_target_encoder_runs_it_once_and_stays_exact():
     """models.share_encoder: a draft whose encoder equals the target's reuses the target's encoder output."""
-    import copy
-
     from stairs_decoding.models import share_encoder
 
     target = tiny_t5(0)
