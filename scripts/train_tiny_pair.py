@@ -53,6 +53,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from stairs_decoding.compat import output_cache, with_cache
+
 TASK_PREFIX = "compress: "
 
 STOPWORDS = frozenset(
@@ -488,8 +490,8 @@ def decoder_step_time(model, tok, source, steps=64, repeats=7):
         t0 = time.perf_counter()
         for _ in range(steps):
             out = model(encoder_outputs=enc_out, attention_mask=enc["attention_mask"],
-                        decoder_input_ids=tokid, past_key_values=past, use_cache=True)
-            past = out.past_key_values
+                        decoder_input_ids=tokid, use_cache=True, **with_cache(model, past))
+            past = output_cache(out)
             tokid = out.logits[:, -1:].argmax(-1)
         times.append((time.perf_counter() - t0) / steps)
     return statistics.median(times[1:])  # first repeat is warm-up

@@ -6,6 +6,7 @@ import torch
 
 from conftest import EOS, VOCAB, tiny_gpt2, tiny_t5
 from stairs_decoding import GenerationInputError, generate
+from stairs_decoding.compat import hook_cache
 from stairs_decoding.methods._speculative import accept, next_k
 from stairs_decoding.methods._state import Sequence
 
@@ -188,8 +189,8 @@ def test_hf_assisted_draft_never_refeeds_what_its_cache_holds(pair, request):
     draft = copy.deepcopy(target)            # the target's twin: every draft must also be accepted
     seen = []
     hook = draft.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append(kwargs["past_key_values"].get_seq_length()
-                                                 if kwargs.get("past_key_values") is not None else 0),
+        lambda module, args, kwargs: seen.append(hook_cache(kwargs).get_seq_length()
+                                                 if hook_cache(kwargs) is not None else 0),
         with_kwargs=True)
     ids = torch.randint(2, VOCAB, (1, 8), generator=torch.Generator().manual_seed(3))
     try:

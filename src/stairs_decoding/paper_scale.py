@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .compat import hook_cache
 from .metrics import speedup_bound
 
 # -- architectures -------------------------------------------------------------------------------------------
@@ -256,7 +257,7 @@ class ControlledDraft:
 
     # -- hooks -----------------------------------------------------------------------------------------------
     def _pre(self, module, args, kwargs):
-        cache = kwargs.get("past_key_values")
+        cache = hook_cache(kwargs)
         cached = int(cache.get_seq_length()) if cache is not None else 0
         ids = kwargs.get("decoder_input_ids")
         length = ids.shape[1] if ids is not None else 0

@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from .compat import output_cache, with_cache
+
 
 def synchronize(device: torch.device | str | None = None) -> None:
     """Wait for queued GPU work (no-op on CPU)."""
@@ -38,6 +40,28 @@ def interleaved_order(cells: Sequence, example_index: int, *, rotate: bool = Tru
     return head + rest
 
 
+# Student-t 97.5 % quantiles for 1..30 degrees of freedom (to 9 decimals); beyond 30 the Cornish-Fisher
+# expansion below is within 3e-8 of the exact value. No scipy: this is all the package needs of it.
+_T975 = (12.706204736, 4.30265273, 3.182446305, 2.776445105, 2.570581836, 2.446911851, 2.364624252, 2.306004135,
+         2.262157163, 2.228138852, 2.20098516, 2.17881283, 2.160368656, 2.144786688, 2.131449546, 2.119905299,
+         2.109815578, 2.10092204, 2.093024054, 2.085963447, 2.079613845, 2.073873068, 2.06865761, 2.063898562,
+         2.059538553, 2.055529439, 2.051830516, 2.048407142, 2.045229642, 2.042272456)
+
+
+def t975(df: int) -> float:
+    """The 0.975 quantile of Student's t with `df` degrees of freedom (two-sided 95 % interval)."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959963984540054    # Abramowitz & Stegun 26.7.5
+    g1 = (z ** 3 + z) / 4
+    g2 = (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96
+    g3 = (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / 384
+    g4 = (79 * z ** 9 + 776 * z ** 7 + 1482 * z ** 5 - 1920 * z ** 3 - 945 * z) / 92160
+    return z + g1 / df + g2 / df ** 2 + g3 / df ** 3 + g4 / df ** 4
+
+
 def summarize(seconds: Sequence[float]) -> dict:
     """n, median, mean and a 95 % t-interval of the mean."""
     xs = [float(s) for s in seconds]
@@ -45,12 +69,7 @@ def summarize(seconds: Sequence[float]) -> dict:
     if n == 0:
         return {"n": 0, "median_s": math.nan, "mean_s": math.nan, "ci95_low": math.nan, "ci95_high": math.nan}
     mean = statistics.fmean(xs)
-    if n > 1:
-        from scipy.stats import t as student_t
-
-        half = float(student_t.ppf(0.975, n - 1)) * statistics.stdev(xs) / math.sqrt(n)
-    else:
-        half = math.nan
+    half = t975(n - 1) * statistics.stdev(xs) / math.sqrt(n) if n > 1 else math.nan
     return {"n": n, "median_s": statistics.median(xs), "mean_s": mean, "ci95_low": mean - half,
             "ci95_high": mean + half}
 
@@ -75,13 +94,13 @@ def decoder_step_seconds(model, input_ids: torch.Tensor, *, context: int = 32, s
         out = model(decoder_input_ids=filler, use_cache=True, **base)
 
         def step(tok, cache):
-            return model(decoder_input_ids=tok, past_key_values=cache, use_cache=True, **base)
+            return model(decoder_input_ids=tok, use_cache=True, **with_cache(model, cache), **base)
     else:
         out = model(input_ids=torch.cat([input_ids, filler], 1), use_cache=True)
 
         def step(tok, cache):
-            return model(input_ids=tok, past_key_values=cache, use_cache=True)
-    cache = out.past_key_values
+            return model(input_ids=tok, use_cache=True, **with_cache(model, cache))
+    cache = output_cache(out)
     length = cache.get_seq_length()
     tok = filler[:, -1:]
     times = []

@@ -14,6 +14,8 @@ import time
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
+from ..compat import output_cache, with_cache
+
 
 class Clock:
     """perf_counter that first waits for queued GPU work, so per-model times are real."""
@@ -132,15 +134,15 @@ class ModelState:
         t0 = self.clock()
         if self.enc_dec:
             out = self.model(encoder_outputs=self.encoder_outputs, attention_mask=self.encoder_mask,
-                             decoder_input_ids=new, past_key_values=self.cache, use_cache=True)
+                             decoder_input_ids=new, use_cache=True, **with_cache(self.model, self.cache))
         else:
             kwargs = {"logits_to_keep": keep} if self._keep_arg else {}
             out = self.model(input_ids=new, attention_mask=seq.attention_mask(n_extra),
                              position_ids=seq.position_ids(self.cache_len, self.cache_len + new.shape[1]),
-                             past_key_values=self.cache, use_cache=True, **kwargs)
+                             use_cache=True, **with_cache(self.model, self.cache), **kwargs)
         self.seconds += self.clock() - t0
         self.calls += 1
-        self.cache = out.past_key_values
+        self.cache = output_cache(out)
         self.cache_len += new.shape[1]
         return out.logits[:, -keep:]
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 
 import torch
 from transformers import GenerationConfig
 
+from ..compat import hook_cache
 from ..stats import DecodingStats
 from ._state import Clock
 
@@ -33,7 +35,7 @@ class _Meter:
                          module.register_forward_hook(self._post)]
 
     def _pre(self, module, args, kwargs):
-        cache = kwargs.get("past_key_values")
+        cache = hook_cache(kwargs)
         self.cache_lens.append(cache.get_seq_length() if cache is not None else 0)
         self._t0 = self.clock()
 
@@ -59,6 +61,27 @@ def _assistant_settings(draft, k: int):
     finally:
         for name, value in saved.items():
             setattr(cfg, name, value)
+
+
+class _DropInternalConfigWarning(logging.Filter):
+    """transformers' own candidate generator (5.24) calls ``assistant.generate(generation_config=...,
+    max_new_tokens=..., min_new_tokens=...)`` every round and so logs "Passing `generation_config` together with
+    generation-related arguments ... is deprecated" on every assisted run. Our own call passes a
+    generation_config and model inputs only; this drops that one message, for the duration of our call."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Passing `generation_config` together with generation-related" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_internal_deprecation():
+    logger = logging.getLogger("transformers.generation.utils")
+    flt = _DropInternalConfigWarning()
+    logger.addFilter(flt)
+    try:
+        yield
+    finally:
+        logger.removeFilter(flt)
 
 
 def _own_hooks(model):
@@ -94,7 +117,7 @@ def run_hf(target, draft, input_ids, attention_mask, *, k: int, max_new_tokens: 
         if enc_dec:   # see the module docstring: without it the assistant re-feeds its whole decoder sequence
             extra["decoder_attention_mask"] = torch.ones(input_ids.shape[0], 1, dtype=torch.long,
                                                          device=input_ids.device)
-        with _assistant_settings(draft, k):
+        with _assistant_settings(draft, k), _quiet_internal_deprecation():
             out = target.generate(input_ids, attention_mask=attention_mask, assistant_model=draft,
                                   generation_config=config, **extra)
     finally:

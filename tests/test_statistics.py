@@ -1,0 +1,86 @@
+"""Acceptance statistics that cannot be impossible, for every method and k ∈ {1, 2, 4}.
+
+A round keeps 0..k draft tokens and makes 1..k+1 new tokens; α is a rate; the rounds add up to the output.
+hf_assisted reads its statistics off transformers' own loop (forward hooks on both models), so a change in how
+transformers passes the cache (5.24: `cache=` instead of `past_key_values=`) shows up here as numbers that cannot
+be, while the tokens stay exact. On the same draft and prompts, at batch 1 with a constant k, HF assisted
+generation and stairs_cached run the same algorithm and must report the same acceptance, round by round.
+"""
+import copy
+
+import pytest
+import torch
+
+from conftest import VOCAB, tiny_gpt2, tiny_t5
+from stairs_decoding import generate
+from stairs_decoding.methods import METHODS, NEEDS_DRAFT, SPECULATIVE
+
+KS = (1, 2, 4)
+MAX_NEW = 24
+
+
+def _related(model, sigma):
+    draft = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in draft.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * sigma * p.std())
+    return draft
+
+
+_PAIRS = {}
+
+
+def pair(arch):
+    """Target, a draft that agrees most but not all of the time, and 6 prompts."""
+    if arch not in _PAIRS:
+        target = tiny_t5(0) if arch == "t5" else tiny_gpt2(0)
+        draft = _related(target, 0.02 if arch == "t5" else 0.05)
+        g = torch.Generator().manual_seed(21)
+        prompts = [torch.randint(2, VOCAB, (1, int(n)), generator=g) for n in torch.randint(3, 14, (6,), generator=g)]
+        _PAIRS[arch] = (target, draft, prompts)
+    return _PAIRS[arch]
+
+
+def _runs(arch, method, k, **kw):
+    target, draft, prompts = pair(arch)
+    return [generate(target, ids, draft=draft if method in NEEDS_DRAFT else None, method=method,
+                     num_draft_tokens=k, max_new_tokens=MAX_NEW, **kw) for ids in prompts]
+
+
+@pytest.mark.parametrize("k", KS)
+@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("arch", ["t5", "gpt2"])
+@pytest.mark.parametrize("eos", ["ignore_eos", "with_eos"])
+def test_statistics_are_possible(arch, method, k, eos):
+    kw = {"ignore_eos": True} if eos == "ignore_eos" else {"eos_token_id": 5}
+    for res in _runs(arch, method, k, **kw):
+        s, n_out = res.stats, len(res.tokens[0])
+        assert s.new_tokens == n_out
+        if method not in SPECULATIVE:
+            assert s.accepted == [] and s.acceptance_rate is None
+            continue
+        assert s.rounds >= 1 and len(s.drafted) == s.rounds
+        assert all(0 <= d <= k for d in s.drafted), s.drafted
+        assert all(0 <= a <= d for a, d in zip(s.accepted, s.drafted)), (s.accepted, s.drafted)
+        assert all(1 <= a + 1 <= k + 1 for a in s.accepted)          # new tokens per round
+        assert sum(s.accepted) + s.rounds == n_out                    # every round adds its accepted + 1
+        assert s.target_calls == s.rounds
+        assert 0 <= s.rejections <= s.rounds
+        assert s.acceptance_rate is None or 0.0 <= s.acceptance_rate <= 1.0
+        assert s.mean_accepted is None or 0.0 <= s.mean_accepted <= k
+
+
+@pytest.mark.parametrize("k", KS)
+@pytest.mark.parametrize("arch", ["t5", "gpt2"])
+def test_hf_assisted_reports_the_acceptance_stairs_cached_reports(arch, k):
+    hf = _runs(arch, "hf_assisted", k, ignore_eos=True)
+    ours = _runs(arch, "stairs_cached", k, ignore_eos=True)
+    for a, b in zip(hf, ours):
+        assert a.tokens == b.tokens
+        assert a.stats.accepted == b.stats.accepted
+        assert a.stats.drafted == b.stats.drafted
+        assert a.stats.rejections == b.stats.rejections
+    alphas = [r.stats.acceptance_rate for r in ours]
+    # the draft must be neither always right nor always wrong, or agreement proves little
+    assert 0.2 < sum(a for a in alphas if a is not None) / len(alphas) < 0.98, alphas
