@@ -11,6 +11,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import logging  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
@@ -18,8 +20,35 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 # The tiny random models live in the package so benchmarks and demos build the very same ones.
 from stairs_decoding.testing import EOS, PAD, VOCAB, tiny_gpt2, tiny_t5  # noqa: E402,F401
 
-hf_logging.set_verbosity_error()
+# transformers announces most deprecations through its logger (warning_once), not the warnings module. Its
+# warnings are kept (pytest captures them) and any "deprecated" message fails the test that caused it; see the
+# pytest filterwarnings in pyproject.toml for the FutureWarning side.
+hf_logging.set_verbosity_warning()
 torch.set_num_threads(1)
+
+
+class _DeprecationLog(logging.Handler):
+    def __init__(self):
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if "deprecat" in msg.lower():
+            self.messages.append(f"{record.name}: {msg}")
+
+
+_DEPRECATIONS = _DeprecationLog()
+logging.getLogger("transformers").addHandler(_DEPRECATIONS)
+
+
+@pytest.fixture(autouse=True)
+def no_transformers_deprecation_messages():
+    """A transformers deprecation message logged during a test fails it (after the test body)."""
+    _DEPRECATIONS.messages.clear()
+    yield
+    found, _DEPRECATIONS.messages[:] = list(_DEPRECATIONS.messages), []
+    assert not found, "transformers logged a deprecation: " + " | ".join(found)
 
 
 @pytest.fixture(scope="session")

@@ -203,6 +203,11 @@ def check_run_dir(run_dir: Path, n_examples: int, n_cells: int):
     for key in ("git_sha", "python", "torch", "transformers", "device", "device_name", "torch_threads", "dtype",
                 "seed"):
         assert key in env
+    # no directory of the machine that ran it: run_dir relative to the checkout (or "." outside it), and the
+    # saved config names the checkout's files relative to it
+    assert not os.path.isabs(env["run_dir"]), env["run_dir"]
+    assert str(ROOT) not in (run_dir / "env.json").read_text()
+    assert str(ROOT) not in (run_dir / "config.yaml").read_text()
     return recs
 
 
@@ -215,8 +220,8 @@ def test_smoke_end_to_end_and_resume(tmp_path, pair_dir, env):
     # drop the last 5 cells (+ a torn line): a resume recomputes exactly those
     text = (run_dir / "results.jsonl").read_text().splitlines(keepends=True)
     (run_dir / "results.jsonl").write_text("".join(text[:-5]) + text[-5][:20])
-    p = run(["experiment=smoke", "logger=none", f"hydra.run.dir={run_dir}", "resume=true", "warmup_examples=0",
-             *pair_args(pair_dir)], env)
+    p = run(["experiment=smoke", "logger=none", f"hydra.run.dir={run_dir}", "resume=true", *pair_args(pair_dir)],
+            env)
     assert p.returncode == 0, p.stderr[-3000:]
     again = check_run_dir(run_dir, 3, 8)
     assert [(r["example_id"], r["method"], r["k"]) for r in again[:-5]] == \
@@ -230,6 +235,65 @@ def test_existing_results_without_resume_is_refused(tmp_path, pair_dir):
     cfg = compose_cfg(["experiment=smoke", *pair_args(pair_dir)])
     with pytest.raises(HarnessError, match="resume=true"):
         run_experiment(cfg, tmp_path)
+
+
+@pytest.mark.parametrize("n", [0, -1, -5, "two"])
+def test_bad_num_examples_is_one_line_and_exit_2_before_any_work(tmp_path, env, n):
+    run_dir = tmp_path / "bad"
+    p = run(["experiment=smoke", f"task.num_examples={n}", f"hydra.run.dir={run_dir}"], env, timeout=120)
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "task.num_examples" in errors[0], p.stderr[-2000:]
+    assert "Traceback" not in p.stderr
+    assert not (run_dir / "results.jsonl").exists()
+
+
+def _saved_run(tmp_path, overrides):
+    """A run directory as a finished run leaves it: config.yaml (portable) and one result line."""
+    from stairs_decoding.config import repo_root
+    from stairs_decoding.harness import portable
+
+    cfg = compose_cfg(overrides)
+    OmegaConf.save(OmegaConf.create(portable(OmegaConf.to_container(cfg, resolve=True), repo_root())),
+                   tmp_path / "config.yaml")
+    (tmp_path / "results.jsonl").write_text(json.dumps(
+        {"example_id": "x", "method": "greedy", "k": 0, "model": "tiny_target", "draft": "tiny_draft",
+         "task": "tiny_heldout"}) + "\n")
+    return tmp_path
+
+
+def test_resume_with_another_configuration_names_the_differing_keys(tmp_path):
+    from stairs_decoding.harness import check_resume
+
+    run_dir = _saved_run(tmp_path, ["experiment=smoke"])
+    saved = (run_dir / "config.yaml").read_text()
+    cfg = compose_cfg(["experiment=smoke", "resume=true", "task.max_new_tokens=9", "sweep.num_draft_tokens=[3]"])
+    with pytest.raises(HarnessError) as err:
+        check_resume(cfg, run_dir)
+    msg = str(err.value)
+    assert "\n" not in msg and "task.max_new_tokens (16 -> 9)" in msg and "sweep.num_draft_tokens" in msg
+    assert "logger" not in msg and "resume (" not in msg
+    assert (run_dir / "config.yaml").read_text() == saved     # nothing overwritten
+
+
+def test_resume_with_the_same_configuration_may_change_logger_and_progress(tmp_path):
+    from stairs_decoding.harness import check_resume
+
+    run_dir = _saved_run(tmp_path, ["experiment=smoke"])
+    check_resume(compose_cfg(["experiment=smoke", "resume=true", "logger=wandb", "progress=false"]), run_dir)
+    with pytest.raises(HarnessError, match="resume=true"):
+        check_resume(compose_cfg(["experiment=smoke"]), run_dir)
+
+
+def test_resume_end_to_end_refuses_a_different_configuration(tmp_path, pair_dir, env):
+    run_dir = tmp_path / "r"
+    args = ["experiment=smoke", "task.num_examples=1", "sweep.num_draft_tokens=[2]", f"hydra.run.dir={run_dir}",
+            *pair_args(pair_dir)]
+    assert run(args, env).returncode == 0
+    before = (run_dir / "results.jsonl").read_text(), (run_dir / "config.yaml").read_text()
+    p = run(args + ["resume=true", "task.num_examples=2"], env)
+    assert p.returncode == 2 and "task.num_examples (1 -> 2)" in p.stderr, p.stderr[-2000:]
+    assert ((run_dir / "results.jsonl").read_text(), (run_dir / "config.yaml").read_text()) == before
 
 
 def test_smoke_with_wandb_offline(tmp_path, pair_dir, env):

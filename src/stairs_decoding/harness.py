@@ -26,7 +26,7 @@ from .methods import METHODS, NEEDS_DRAFT, SCHEDULES, SPECULATIVE
 from .models import (build_model, check_available, check_pair_config, check_pair_models, is_none_node, load_tokenizer,
                      resolve_device, resolve_dtype, share_encoder)
 from .results import (CONFIG_FILE, COST_FILE, ENV_FILE, RESULTS_FILE, SUMMARY_FILE, ResultsWriter, environment,
-                      read_results, write_json, write_summary)
+                      write_json, write_summary)
 from .tasks import load_task
 
 NO_K = ("greedy", "draft_greedy")   # k is irrelevant: recorded as k = 0
@@ -47,6 +47,93 @@ def _as_int_k(value, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise HarnessError(f"{where}: num_draft_tokens (k) must be an integer >= 1, got {value!r}")
     return value
+
+
+def check_counts(cfg: DictConfig) -> None:
+    """task.num_examples (null = all), task.max_new_tokens and warmup_examples, before any work."""
+    n = cfg.task.get("num_examples")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise HarnessError(f"task.num_examples must be an integer >= 1 (or null for the whole task), got {n!r}")
+    m = cfg.task.get("max_new_tokens")
+    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+        raise HarnessError(f"task.max_new_tokens must be an integer >= 1, got {m!r}")
+    w = cfg.get("warmup_examples", 0)
+    if w is not None and (isinstance(w, bool) or not isinstance(w, int) or w < 0):
+        raise HarnessError(f"warmup_examples must be an integer >= 0, got {w!r}")
+
+
+# Keys a resumed run may change: where output goes and how it is shown, where the checkout is.
+RESUME_MAY_CHANGE = ("logger", "resume", "progress", "paths")
+
+
+def portable(obj, root: str):
+    """`obj` (a resolved config container) with paths inside the checkout `root` made relative to it, so that
+    config.yaml and env.json name no directory of the machine that wrote them."""
+    root = str(Path(root).resolve())
+    if isinstance(obj, dict):
+        return {k: portable(v, root) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [portable(v, root) for v in obj]
+    if isinstance(obj, str) and (obj == root or obj.startswith(root + os.sep)):
+        return os.path.relpath(obj, root)
+    return obj
+
+
+def _flat(obj, prefix: str = "") -> dict:
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out or {prefix[:-1]: {}}
+    return {prefix[:-1]: obj}
+
+
+def config_differences(saved: dict, current: dict, ignore=RESUME_MAY_CHANGE) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs ("key (saved -> now)"), ignored top-level
+    keys left out."""
+    a = {k: v for k, v in _flat(saved).items() if k.split(".")[0] not in ignore}
+    b = {k: v for k, v in _flat(current).items() if k.split(".")[0] not in ignore}
+    missing = object()
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key, missing), b.get(key, missing)
+        if va != vb:
+            show = lambda v: "unset" if v is missing else repr(v)  # noqa: E731
+            out.append(f"{key} ({show(va)} -> {show(vb)})")
+    return out
+
+
+def check_resume(cfg: DictConfig, run_dir: Path) -> None:
+    """A results.jsonl in `run_dir` may only be continued (resume=true) by the configuration that made it."""
+    import json
+
+    results_path = run_dir / RESULTS_FILE
+    if not (results_path.exists() and results_path.stat().st_size > 0):
+        return
+    if not cfg.get("resume", False):
+        raise HarnessError(f"{results_path} already exists; pass resume=true to continue it, or choose another "
+                           "hydra.run.dir")
+    root = _config.repo_root()
+    current = portable(OmegaConf.to_container(cfg, resolve=True), root)
+    saved_path = run_dir / CONFIG_FILE
+    if saved_path.exists():
+        saved = portable(OmegaConf.to_container(OmegaConf.load(saved_path), resolve=False), root)
+        diff = config_differences(saved, current)
+        if diff:
+            more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""
+            raise HarnessError(f"resume: {run_dir} was made by another configuration: {'; '.join(diff[:4])}{more}; "
+                               "resume with the same settings, or choose another hydra.run.dir")
+        return
+    names = (_name(cfg.model), _name(cfg.draft), str(cfg.task.name))
+    for line in results_path.read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if (r.get("model"), r.get("draft"), r.get("task")) != names:
+            raise HarnessError(f"{results_path} holds results of model={r.get('model')} draft={r.get('draft')} "
+                               f"task={r.get('task')}, not of this configuration; choose another hydra.run.dir")
+        break
 
 
 def plan_cells(cfg: DictConfig) -> list[Cell]:
@@ -185,6 +272,43 @@ def _warn(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _relative_run_dir(run_dir: Path, root: str) -> str:
+    """The run directory relative to the checkout, or "." (the run itself) when it lies outside it."""
+    try:
+        return str(Path(run_dir).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return "."
+
+
+def check_outputs(cfg: DictConfig, run_dir: Path) -> None:
+    """What would otherwise fail only after the last example: the run directory is writable, the table and
+    summary can be made (pandas), the logger can be built, the progress bar exists."""
+    probe = run_dir / ".write-test"
+    try:
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise HarnessError(f"run directory {run_dir} is not writable: {e.strerror or e}") from None
+    # Rehearse the end of the run (summary statistics, BLEU/chrF, table, summary.csv) on made-up records, so a
+    # missing module or an unwritable file shows now, not after the last example.
+    fake = [{"example_id": str(i), "method": m, "k": k, "seconds": 1.0 + i, "new_tokens": 3, "target_calls": 2,
+             "target_seconds": 0.5, "draft_calls": 2 if k else 0, "draft_seconds": 0.1, "accepted": [1] if k else [],
+             "rejections": 1 if k else 0, "output": "a b c", "reference": "a b d", "matches_greedy": True}
+            for i in range(2) for m, k in (("greedy", 0), ("stairs_cached", 2))]
+    probe = run_dir / ".summary-test.csv"
+    try:
+        import tqdm  # noqa: F401  (the progress bar)
+
+        rows = summary_rows(fake, cost_ratio_c=0.5, device="cpu", model="m", draft="d", task="t")
+        format_table(rows)
+        write_summary(probe, rows)
+    except ImportError as e:
+        raise HarnessError(f"{e.name or e} is not installed, but the run's summary needs it; "
+                           "pip install -e . installs every dependency") from None
+    finally:
+        probe.unlink(missing_ok=True)
+
+
 def run_experiment(cfg: DictConfig, run_dir: str | os.PathLike) -> list[dict]:
     """Run (or resume) one experiment into `run_dir`; returns the summary rows."""
     from hydra.utils import instantiate
@@ -200,20 +324,14 @@ def run_experiment(cfg: DictConfig, run_dir: str | os.PathLike) -> list[dict]:
     if needing and not has_draft:
         raise HarnessError(f"method(s) {', '.join(needing)} need a draft model, but draft=none; "
                            "choose one, e.g. draft=tiny_draft")
+    check_counts(cfg)
     check_pair_config(cfg.model, cfg.draft if has_draft else None)
     check_available(cfg.model)
     check_available(cfg.draft if has_draft else None)
-    if results_path.exists() and results_path.stat().st_size > 0 and not cfg.get("resume", False):
-        raise HarnessError(f"{results_path} already exists; pass resume=true to continue it, or choose another "
-                           "hydra.run.dir")
+    check_resume(cfg, run_dir)
+    check_outputs(cfg, run_dir)
     device, dtype = resolve_device(cfg.get("device", "auto")), resolve_dtype(cfg.get("dtype", "float32"))
     model_name, draft_name, task_name = _name(cfg.model), _name(cfg.draft), str(cfg.task.name)
-    if results_path.exists():
-        for r in read_results(results_path):
-            if (r.get("model"), r.get("draft"), r.get("task")) != (model_name, draft_name, task_name):
-                raise HarnessError(f"{results_path} holds results of model={r.get('model')} draft={r.get('draft')} "
-                                   f"task={r.get('task')}, not of this configuration; choose another hydra.run.dir")
-            break
 
     # 2. Determinism and threads.
     seed = int(cfg.get("seed", 0))
@@ -247,9 +365,10 @@ def run_experiment(cfg: DictConfig, run_dir: str | os.PathLike) -> list[dict]:
 
     # 4. Files describing the run, tracker.
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    OmegaConf.save(OmegaConf.create(resolved), run_dir / CONFIG_FILE)
-    env = environment(device=device, dtype=str(cfg.dtype), seed=seed, repo=_config.repo_root())
-    env.update(model=model_name, draft=draft_name, task=task_name, run_dir=str(run_dir),
+    root = _config.repo_root()
+    OmegaConf.save(OmegaConf.create(portable(resolved, root)), run_dir / CONFIG_FILE)
+    env = environment(device=device, dtype=str(cfg.dtype), seed=seed, repo=root)
+    env.update(model=model_name, draft=draft_name, task=task_name, run_dir=_relative_run_dir(run_dir, root),
                draft_shares_target_encoder=shared_encoder)
     if records and (run_dir / ENV_FILE).exists():      # a resume: keep the earlier sessions' environments
         import json
