@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import torch
 
+from . import settings as _settings
 from .methods import METHODS, NEEDS_DRAFT, SCHEDULES
 from .methods import hf_assisted
-from .methods._state import Clock, ModelState, Sequence
+from .methods._state import Clock, ModelState, Sequence, unsupported_cache
 from .stats import DecodingStats, GenerationResult
 
 # Arguments that only make sense for sampling or beam search, and the value that means "greedy".
@@ -20,11 +21,11 @@ class GenerationInputError(ValueError):
 
 def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft_tokens: int = 4,
              max_new_tokens: int = 64, attention_mask=None, eos_token_id=None, schedule: str = "constant",
-             ignore_eos: bool = False, **kwargs) -> GenerationResult:
-    """Greedy generation with `method`; every method returns the target's own greedy tokens.
+             ignore_eos: bool = False, generation_config=None, **kwargs) -> GenerationResult:
+    """Greedy generation with `method`; every method returns what `target.generate(do_sample=False)` returns.
 
     Args:
-        target, draft: loaded transformers models, both encoder-decoder (T5) or both decoder-only.
+        target, draft: loaded transformers models, both encoder-decoder or both decoder-only.
         input_ids: LongTensor [batch, seq] — encoder input, or the prompt of a decoder-only model
             (padded rows need `attention_mask`; any padding side).
         method: greedy | stairs | stairs_cached | hf_assisted | draft_greedy.
@@ -34,18 +35,30 @@ def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft
         schedule: "constant" k, or "heuristic" (+2 after a fully accepted round, −1 otherwise; stairs and
             stairs_cached only).
         ignore_eos: generate exactly `max_new_tokens` tokens (benchmarks on random-weight models).
+        generation_config, **kwargs: generation settings as for `model.generate`. The target's own
+            generation_config applies (a checkpoint's forced_bos_token_id, bad_words_ids, ...), then these;
+            the settings that change greedy output (`settings.GREEDY_SETTINGS`: forced BOS/EOS, no_repeat_ngram_size,
+            min_length/min_new_tokens, repetition_penalty, bad_words_ids, suppress_tokens, ...) are applied
+            through transformers' own logits processors; one that cannot be honoured exactly is refused.
     """
-    _check_sampling(kwargs)
+    greedy_settings = _check_kwargs(kwargs)
     _check_args(target, draft, input_ids, attention_mask, method, num_draft_tokens, max_new_tokens, schedule)
-    eos_ids = [] if ignore_eos else _eos_list(target, eos_token_id)
-    pad_id = _first(target.generation_config.pad_token_id, target.config.pad_token_id, eos_ids, 0)
-
     device = target.device
     input_ids = input_ids.to(device)
     if attention_mask is not None:
         attention_mask = attention_mask.to(device)
         if bool(attention_mask.all()):
             attention_mask = None
+    enc_dec = bool(target.config.is_encoder_decoder)
+    if not enc_dec:    # decoder-only prompts are decoded left-padded, as model.generate expects them
+        input_ids, attention_mask = _left_align(input_ids, attention_mask,
+                                                _pad_guess(target, generation_config, greedy_settings))
+    try:
+        settings = _settings.resolve(target, input_ids, attention_mask, max_new_tokens=max_new_tokens,
+                                     eos_token_id=eos_token_id, ignore_eos=ignore_eos,
+                                     generation_config=generation_config, settings=greedy_settings)
+    except _settings.SettingError as e:
+        _fail(str(e))
     stats = DecodingStats()
     clock = Clock(device)
 
@@ -53,36 +66,36 @@ def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft
         t0 = clock()
         if method == "hf_assisted":
             tokens = hf_assisted.run_hf(target, draft, input_ids, attention_mask, k=num_draft_tokens,
-                                        max_new_tokens=max_new_tokens, eos_ids=eos_ids, pad_id=pad_id,
-                                        stats=stats, clock=clock)
+                                        max_new_tokens=max_new_tokens, settings=settings, stats=stats, clock=clock)
         else:
             tokens = _run_own(target, draft, input_ids, attention_mask, method, num_draft_tokens,
-                              max_new_tokens, schedule, eos_ids, pad_id, stats, clock)
+                              max_new_tokens, schedule, settings, stats, clock)
         stats.total_seconds = clock() - t0
     return GenerationResult(tokens=tokens, stats=stats)
 
 
-def _run_own(target, draft, input_ids, attention_mask, method, k, max_new_tokens, schedule, eos_ids, pad_id,
-             stats, clock):
+def _run_own(target, draft, input_ids, attention_mask, method, k, max_new_tokens, schedule, settings, stats,
+             clock):
     uses_target = method != "draft_greedy"
     uses_draft = method in NEEDS_DRAFT
     first = target if uses_target else draft
     if first.config.is_encoder_decoder:
-        start = _first(first.generation_config.decoder_start_token_id, first.config.decoder_start_token_id,
-                       pad_id)
-        prefix = torch.full((input_ids.shape[0], 1), start, dtype=torch.long, device=input_ids.device)
+        prefix = torch.full((input_ids.shape[0], 1), settings.decoder_start_id, dtype=torch.long,
+                            device=input_ids.device)
         prefix_mask = None
     else:
-        prefix, prefix_mask = _left_align(input_ids, attention_mask)
-        attention_mask = prefix_mask
+        prefix, prefix_mask = input_ids, attention_mask
+    eos_ids = settings.eos_ids
     eos = torch.tensor(eos_ids, device=input_ids.device) if eos_ids else None
-    seq = Sequence(prefix, prefix_mask, max_new_tokens=max_new_tokens, eos_ids=eos, pad_id=pad_id)
+    seq = Sequence(prefix, prefix_mask, max_new_tokens=max_new_tokens, eos_ids=eos, pad_id=settings.pad_id,
+                   settings=settings)
+    rolls_back = bool(getattr(METHODS[method], "ROLLS_BACK", False))
 
     enc_input = input_ids if first.config.is_encoder_decoder else prefix
-    tstate = ModelState(target, enc_input, attention_mask, clock) if uses_target else None
+    tstate = ModelState(target, enc_input, attention_mask, clock, rollback=rolls_back) if uses_target else None
     # a draft whose encoder module is the target's (see models.share_encoder) reuses the target's encoder output
     shared = tstate is not None and tstate.enc_dec and uses_draft and draft.get_encoder() is target.get_encoder()
-    dstate = (ModelState(draft, enc_input, attention_mask, clock,
+    dstate = (ModelState(draft, enc_input, attention_mask, clock, rollback=rolls_back,
                          encoder_outputs=tstate.encoder_outputs if shared else None) if uses_draft else None)
     METHODS[method].run(tstate, dstate, seq, k=k, schedule=schedule, stats=stats)
 
@@ -100,13 +113,19 @@ def _fail(msg: str):
     raise GenerationInputError(msg)
 
 
-def _check_sampling(kwargs: dict) -> None:
+def _check_kwargs(kwargs: dict) -> dict:
+    """Sampling/beam arguments must say "greedy"; generation settings are returned; anything else is a TypeError."""
+    settings = {}
     for name, value in kwargs.items():
+        if name in _settings.GREEDY_SETTINGS:
+            settings[name] = value
+            continue
         if name not in _NOT_GREEDY:
             raise TypeError(f"generate() got an unexpected keyword argument {name!r}")
         if value is not None and value != _NOT_GREEDY[name]:
             _fail(f"{name}={value!r}: only greedy decoding is supported (do_sample=False, num_beams=1, "
                   "no temperature/top-k/top-p)")
+    return settings
 
 
 def _check_args(target, draft, input_ids, attention_mask, method, k, max_new_tokens, schedule) -> None:
@@ -143,6 +162,10 @@ def _check_args(target, draft, input_ids, attention_mask, method, k, max_new_tok
     for name, model in (("target", target), ("draft", draft if method in NEEDS_DRAFT else None)):
         if model is None:
             continue
+        if method != "draft_greedy" or name == "draft":
+            why = unsupported_cache(model)
+            if why:
+                _fail(f"the {name} cannot be decoded with {method!r}: {why}")
         if model.training:
             _fail(f"the {name} model is in training mode (dropout on); call .eval() first")
         limit = _max_positions(model.config)
@@ -163,31 +186,31 @@ def _max_positions(config) -> int | None:
     return None
 
 
-def _eos_list(model, eos_token_id) -> list[int]:
-    eos = eos_token_id if eos_token_id is not None else _first(model.generation_config.eos_token_id,
-                                                               model.config.eos_token_id)
-    if eos is None:
-        return []
-    return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
+def _pad_guess(model, generation_config, settings: dict) -> int:
+    """The pad id to fill moved padding with (what model.generate would pad with)."""
+    for cfg in (settings, generation_config, model.generation_config):
+        if cfg is None:
+            continue
+        pad = cfg.get("pad_token_id") if isinstance(cfg, dict) else getattr(cfg, "pad_token_id", None)
+        if pad is not None:
+            return int(pad)
+    eos = model.generation_config.eos_token_id
+    if isinstance(eos, (list, tuple)):
+        eos = eos[0] if eos else None
+    return int(eos) if eos is not None else 0
 
 
-def _first(*values):
-    for v in values:
-        if isinstance(v, (list, tuple)):
-            if v:
-                return int(v[0])
-        elif v is not None:
-            return int(v)
-    return None
-
-
-def _left_align(input_ids, attention_mask):
-    """Decoder-only prompts are decoded left-padded; right- or mixed-padded rows are moved to the right."""
+def _left_align(input_ids, attention_mask, pad_id: int):
+    """Decoder-only prompts are decoded left-padded; right- or mixed-padded rows are moved to the right. Rows
+    already left-padded are kept as they are (padding tokens included), as model.generate sees them."""
     if attention_mask is None:
         return input_ids, None
     lengths = attention_mask.sum(1)
     width = input_ids.shape[1]
-    out_ids = torch.zeros_like(input_ids)
+    expected = torch.arange(width, device=attention_mask.device).unsqueeze(0) >= (width - lengths).unsqueeze(1)
+    if bool((attention_mask.bool() == expected).all()):
+        return input_ids, attention_mask
+    out_ids = torch.full_like(input_ids, pad_id)
     out_mask = torch.zeros_like(attention_mask)
     for b in range(input_ids.shape[0]):
         real = input_ids[b][attention_mask[b].bool()]

@@ -1,6 +1,8 @@
 """The loop skeleton every speculative method shares: propose → verify → accept → update.
 
 A method supplies only `verify` (how the target scores the drafts) and `update` (what its caches keep).
+Both models' scores go through the target's generation settings (`seq.settings`: transformers' logits
+processors, each position with its own prefix) before the argmax, as in `model.generate`.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import torch
 from ..stats import DecodingStats
 from ._state import ModelState, Sequence
 
-Verify = Callable[[ModelState, Sequence, torch.Tensor], torch.Tensor]
+Verify = Callable[[ModelState, Sequence, torch.Tensor], torch.Tensor]   # -> logits [B, len(drafts)+1, V]
 Update = Callable[[ModelState, ModelState, Sequence], None]
 
 
@@ -22,7 +24,7 @@ def propose(draft: ModelState, seq: Sequence, k: int) -> torch.Tensor:
     drafts = seq.tokens.new_empty(batch, 0)
     ended = seq.finished.clone()
     for _ in range(k):
-        token = draft.step(seq, drafts)[:, -1].argmax(-1, keepdim=True)
+        token = seq.settings(seq.tokens, draft.step(seq, drafts)[:, -1], drafts).argmax(-1, keepdim=True)
         drafts = torch.cat([drafts, token], dim=1)
         if seq.eos_ids is not None:
             ended |= torch.isin(token[:, 0], seq.eos_ids)
@@ -59,7 +61,8 @@ def run_rounds(target: ModelState, draft: ModelState, seq: Sequence, *, k: int, 
     while not seq.done:
         k_round = min(k, seq.remaining - 1)           # more drafts than tokens left could never be kept
         drafts = propose(draft, seq, k_round).to(seq.tokens.device)
-        preds = verify(target, seq, drafts)           # [B, len(drafts)+1]
+        logits = verify(target, seq, drafts)          # [B, len(drafts)+1, V]
+        preds = seq.settings.positions(seq.tokens, drafts, logits).argmax(-1)
         n = accept(drafts, preds, ~seq.finished)
         emitted = seq.append(torch.cat([drafts[:, :n], preds[:, n:n + 1]], dim=1))
         update(target, draft, seq)

@@ -12,9 +12,47 @@ import inspect
 import time
 
 import torch
+from transformers import DynamicCache, EncoderDecoderCache
+from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 from transformers.modeling_outputs import BaseModelOutput
 
 from ..compat import output_cache, with_cache
+
+# Cache layers whose rollback (crop) is exact; a sliding-window layer only after activate_past_recording().
+ROLLBACK_LAYERS = (DynamicLayer, DynamicSlidingWindowLayer)
+
+
+def new_cache(model, *, rollback: bool):
+    """The KV cache `model.generate` would build for `model` (from its config: full and sliding-window layers),
+    made before the first forward pass; with `rollback`, layers that would drop old positions keep them until the
+    next `crop`, as transformers' assisted decoding does, so that rejected drafts can be forgotten exactly."""
+    self_attn = DynamicCache(config=model.config)
+    if rollback:
+        for layer in self_attn.layers:
+            if hasattr(layer, "activate_past_recording"):
+                layer.activate_past_recording()
+    if model.config.is_encoder_decoder:
+        return EncoderDecoderCache(self_attn, DynamicCache(config=model.config))
+    return self_attn
+
+
+def unsupported_cache(model) -> str | None:
+    """Why `model`'s cache cannot serve our methods (None if it can)."""
+    kind = getattr(model.config, "model_type", type(model).__name__)
+    if hasattr(model, "_supports_default_dynamic_cache") and not model._supports_default_dynamic_cache():
+        return f"model type {kind!r} has no standard KV cache"
+    params = inspect.signature(model.forward).parameters
+    if "cache" not in params and "past_key_values" not in params:
+        return f"model type {kind!r} takes no KV cache in forward()"
+    try:
+        layers = DynamicCache(config=model.config).layers
+    except Exception as e:  # noqa: BLE001 — any failure means we cannot build its cache
+        return f"model type {kind!r}: its KV cache cannot be built ({type(e).__name__})"
+    odd = sorted({type(layer).__name__ for layer in layers if type(layer) not in ROLLBACK_LAYERS})
+    if odd:
+        return (f"model type {kind!r} keeps recurrent state ({', '.join(odd)}); only attention KV caches (full or "
+                "sliding-window) are supported")
+    return None
 
 
 class Clock:
@@ -33,7 +71,12 @@ class Sequence:
     """Committed tokens of a batch, advanced in lockstep; rows finish independently at EOS."""
 
     def __init__(self, prefix: torch.Tensor, prefix_mask: torch.Tensor | None, *, max_new_tokens: int,
-                 eos_ids: torch.Tensor | None, pad_id: int):
+                 eos_ids: torch.Tensor | None, pad_id: int, settings=None):
+        """`settings`: the target's generation settings (settings.Settings: its logits processors); none = plain
+        argmax."""
+        from ..settings import Settings
+
+        self.settings = settings if settings is not None else Settings.plain(pad_id)
         self.tokens = prefix                      # [B, T]
         self.prefix_mask = prefix_mask            # decoder-only left padding, None when there is none
         self.prefix_len = prefix.shape[1]
@@ -94,12 +137,16 @@ class ModelState:
     """One model's encoder output and KV cache over a prefix of the committed `Sequence`."""
 
     def __init__(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, clock: Clock,
-                 encoder_outputs=None):
-        """`encoder_outputs`: reuse another model's encoder output (a draft whose encoder *is* the target's)."""
+                 encoder_outputs=None, rollback: bool = False):
+        """`encoder_outputs`: reuse another model's encoder output (a draft whose encoder *is* the target's).
+        `rollback`: the method will `rollback()` this model's cache (rejected drafts)."""
         self.model = model
         self.clock = clock
         self.enc_dec = bool(model.config.is_encoder_decoder)
-        self.cache = None
+        self.rollback_enabled = rollback
+        self.cache = new_cache(model, rollback=rollback)
+        layers = getattr(self.cache, "self_attention_cache", self.cache).layers
+        self._sliding = any(isinstance(layer, DynamicSlidingWindowLayer) for layer in layers)
         self.cache_len = 0
         self.calls = 0
         self.seconds = 0.0
@@ -147,13 +194,18 @@ class ModelState:
         return out.logits[:, -keep:]
 
     def rollback(self, length: int) -> None:
-        """Forget cached positions from `length` on (rejected drafts)."""
+        """Forget cached positions from `length` on (rejected drafts). Also called with nothing to forget: a
+        sliding-window layer then drops what lies outside its window (crop(0))."""
+        if not self.rollback_enabled:
+            raise RuntimeError("rollback() on a ModelState made without rollback=True")
         if self.cache_len > length:
             self.cache.crop(length - self.cache_len)   # negative = number of positions to drop
             self.cache_len = length
+        elif self._sliding and self.cache_len:
+            self.cache.crop(0)
 
     def reset(self) -> None:
-        self.cache = None
+        self.cache = new_cache(self.model, rollback=self.rollback_enabled)
         self.cache_len = 0
 
     # -- uncached scoring of a batch of rows (the paper's stairs) --------------------------------

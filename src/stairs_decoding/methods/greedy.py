@@ -7,7 +7,7 @@ from ._state import ModelState, Sequence
 def decode(model: ModelState, seq: Sequence) -> None:
     while not seq.done:
         logits = model.step(seq)                       # feed the newest committed token(s)
-        seq.append(logits[:, -1].argmax(-1, keepdim=True))
+        seq.append(seq.settings(seq.tokens, logits[:, -1]).argmax(-1, keepdim=True))
 
 
 def run(target: ModelState, draft: ModelState | None, seq: Sequence, **_) -> None:

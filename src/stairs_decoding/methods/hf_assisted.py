@@ -95,17 +95,31 @@ def _own_hooks(model):
     return clone
 
 
-def run_hf(target, draft, input_ids, attention_mask, *, k: int, max_new_tokens: int, eos_ids: list[int] | None,
-           pad_id: int, stats: DecodingStats, clock: Clock) -> list[list[int]]:
+def _config_for_hf(settings, target, max_new_tokens: int) -> GenerationConfig:
+    """The resolved generation settings (the model's generation_config + the caller's), handed to transformers,
+    which applies the same logits processors in its own assisted loop."""
+    src = settings.config.to_dict() if settings.config is not None else {}
+    config = GenerationConfig(**{k: v for k, v in src.items() if not k.startswith("_") and k != "transformers_version"})
+    config.do_sample, config.num_beams = False, 1
+    config.max_new_tokens = max_new_tokens
+    config.max_length = None
+    if settings.config is None or settings.config.min_new_tokens is None:
+        config.min_length = 0 if settings.config is None else settings.config.min_length
+    config.pad_token_id = settings.pad_id
+    # None would fall back to the model's EOS; an id outside the vocabulary never stops
+    config.eos_token_id = settings.eos_ids if settings.eos_ids else [target.config.vocab_size]
+    if target.config.is_encoder_decoder:
+        config.decoder_start_token_id = settings.decoder_start_id
+    return config
+
+
+def run_hf(target, draft, input_ids, attention_mask, *, k: int, max_new_tokens: int, settings, stats: DecodingStats,
+           clock: Clock) -> list[list[int]]:
     enc_dec = bool(target.config.is_encoder_decoder)
+    eos_ids = settings.eos_ids
     if draft is target:
         draft = _own_hooks(target)
-    config = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens,
-                              min_new_tokens=0, pad_token_id=pad_id,
-                              # None would fall back to the model's EOS; an id outside the vocabulary never stops
-                              eos_token_id=eos_ids if eos_ids else [target.config.vocab_size],
-                              decoder_start_token_id=target.generation_config.decoder_start_token_id
-                              if enc_dec else None)
+    config = _config_for_hf(settings, target, max_new_tokens)
     meters = {"target": _Meter(target, clock), "draft": _Meter(draft, clock)}
     if enc_dec:
         meters["target_enc"] = _Meter(target.get_encoder(), clock)

@@ -30,7 +30,7 @@ def verify(target: ModelState, seq: Sequence, drafts: torch.Tensor) -> torch.Ten
     rows_mask = torch.cat([torch.ones_like(seq.tokens).repeat_interleave(steps, 0), stair.long()], dim=1)
     logits = target.score(rows, rows_mask, seq)                          # [B*(k+1), T+k, V]
     last = torch.arange(length - 1, length + k, device=drafts.device).repeat(batch)
-    return logits[torch.arange(batch * steps, device=drafts.device), last].argmax(-1).view(batch, steps)
+    return logits[torch.arange(batch * steps, device=drafts.device), last].view(batch, steps, -1)
 
 
 def update(target: ModelState, draft: ModelState, seq: Sequence) -> None:

@@ -16,8 +16,11 @@ from ._speculative import run_rounds
 from ._state import ModelState, Sequence
 
 
+ROLLS_BACK = True   # both caches are cropped after every round
+
+
 def verify(target: ModelState, seq: Sequence, drafts: torch.Tensor) -> torch.Tensor:
-    return target.step(seq, drafts, keep=drafts.shape[1] + 1).argmax(-1)
+    return target.step(seq, drafts, keep=drafts.shape[1] + 1)
 
 
 def update(target: ModelState, draft: ModelState, seq: Sequence) -> None:
