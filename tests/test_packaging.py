@@ -13,8 +13,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-# Local modules that are imported by name: the package itself, tests' conftest, scripts imported by tests.
-LOCAL = {"stairs_decoding", "conftest"} | {p.stem for p in (ROOT / "scripts").glob("*.py")}
+# Local modules that are imported by name: the package itself, tests' own modules, scripts imported by tests.
+LOCAL = {"stairs_decoding"} | {p.stem for folder in ("scripts", "tests") for p in (ROOT / folder).glob("*.py")}
 
 
 def _norm(name: str) -> str:
