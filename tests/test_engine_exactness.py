@@ -1,5 +1,4 @@
 """Every method returns exactly the target's greedy tokens (fp32), on many prompts, k, lengths and batches."""
-import copy
 from collections import Counter
 
 import pytest
@@ -7,6 +6,7 @@ import torch
 
 from conftest import EOS, PAD, VOCAB, tiny_gpt2, tiny_t5
 from stairs_decoding import generate
+from stairs_decoding.testing import related_draft
 
 KS = (1, 2, 3, 5, 8)
 LENGTHS = (1, 7, 40)
@@ -46,16 +46,6 @@ def _hf_greedy(model, ids, mask, max_new_tokens, eos):
     return rows
 
 
-def _related(model, sigma: float):
-    """A draft that agrees with the target most of the time: the target's weights plus seeded noise."""
-    draft = copy.deepcopy(model)
-    g = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for p in draft.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * sigma * p.std())
-    return draft
-
-
 class Case:
     """A target/draft pair, its prompts and the target's greedy reference for every (batch, length)."""
 
@@ -63,7 +53,7 @@ class Case:
         make = tiny_t5 if arch == "t5" else tiny_gpt2
         self.target = make(0)
         self.draft = {"same": lambda: self.target,
-                      "related": lambda: _related(self.target, 0.01 if arch == "t5" else 0.03),
+                      "related": lambda: related_draft(self.target, 0.01 if arch == "t5" else 0.03),
                       "unrelated": lambda: make(7, d_model=32, layers=1)}[draft_kind]()
         self.batches = _prompts(11, arch)
         self.eos = None

@@ -6,26 +6,16 @@ transformers passes the cache (5.24: `cache=` instead of `past_key_values=`) sho
 be, while the tokens stay exact. On the same draft and prompts, at batch 1 with a constant k, HF assisted
 generation and stairs_cached run the same algorithm and must report the same acceptance, round by round.
 """
-import copy
-
 import pytest
 import torch
 
 from conftest import VOCAB, tiny_gpt2, tiny_t5
 from stairs_decoding import generate
 from stairs_decoding.methods import METHODS, NEEDS_DRAFT, SPECULATIVE
+from stairs_decoding.testing import related_draft
 
 KS = (1, 2, 4)
 MAX_NEW = 24
-
-
-def _related(model, sigma):
-    draft = copy.deepcopy(model)
-    g = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for p in draft.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * sigma * p.std())
-    return draft
 
 
 _PAIRS = {}
@@ -35,7 +25,7 @@ def pair(arch):
     """Target, a draft that agrees most but not all of the time, and 6 prompts."""
     if arch not in _PAIRS:
         target = tiny_t5(0) if arch == "t5" else tiny_gpt2(0)
-        draft = _related(target, 0.02 if arch == "t5" else 0.05)
+        draft = related_draft(target, 0.02 if arch == "t5" else 0.05)
         g = torch.Generator().manual_seed(21)
         prompts = [torch.randint(2, VOCAB, (1, int(n)), generator=g) for n in torch.randint(3, 14, (6,), generator=g)]
         _PAIRS[arch] = (target, draft, prompts)

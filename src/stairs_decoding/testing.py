@@ -31,6 +31,19 @@ def tiny_gpt2(seed: int, d_model: int = 64, layers: int = 2, vocab: int = VOCAB)
     return GPT2LMHeadModel(config).eval()
 
 
+def related_draft(model, sigma: float, seed: int = 5):
+    """A draft that agrees with `model` most of the time: a copy of its weights plus seeded Gaussian noise
+    (std = sigma · the parameter's std)."""
+    import copy
+
+    draft = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in draft.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * sigma * p.std())
+    return draft
+
+
 def save_tiny_byt5_pair(out_dir: str, *, target_seed: int = 0, draft_seed: int = 1, d_model: int = 64,
                         layers: int = 2) -> tuple[str, str]:
     """Save a random T5 target/draft pair with the ByT5 tokenizer (vocab 384), in the shipped pair's layout.
