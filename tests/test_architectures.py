@@ -14,11 +14,16 @@ import torch
 
 import archs
 from stairs_decoding import generate
+from stairs_decoding.methods import METHODS
 
 KS = (1, 2, 4, 7)
 LENGTHS = (1, 5, 30)
 DRAFTS = ("same", "perturbed", "unrelated")
-OWN = (("stairs", "constant"), ("stairs_cached", "constant"), ("stairs_cached", "heuristic"))
+# From the registry: speculative methods that take a batch, under each schedule they support; those that take
+# single prompts only; exact methods without a draft.
+BATCHED = tuple((m.name, s) for m in METHODS.values() if m.speculative and m.batch for s in m.schedules)
+SINGLE = tuple(m.name for m in METHODS.values() if m.speculative and not m.batch)
+NO_DRAFT = tuple(m.name for m in METHODS.values() if m.exact and not m.needs_draft)
 
 
 def _batch(name: str, seed: int = 7):
@@ -94,17 +99,20 @@ def run_matrix(name: str) -> tuple[int, list[str]]:
             problems.append(f"{what}: {got} != {expected}")
 
     for n in LENGTHS:
-        check(f"greedy batch3 n={n}", refs[n], input_ids=ids, attention_mask=mask, max_new_tokens=n)
-        check(f"greedy single n={n}", refs_single[n], input_ids=single, max_new_tokens=n)
+        for method in NO_DRAFT:
+            check(f"{method} batch3 n={n}", refs[n], input_ids=ids, attention_mask=mask, method=method,
+                  max_new_tokens=n)
+            check(f"{method} single n={n}", refs_single[n], input_ids=single, method=method, max_new_tokens=n)
     for dname, draft in drafts.items():
         for k in KS:
             for n in LENGTHS:
-                for method, schedule in OWN:
+                for method, schedule in BATCHED:
                     check(f"{method}/{schedule} {dname} k={k} batch3 n={n}", refs[n], input_ids=ids,
                           attention_mask=mask, draft=draft, method=method, num_draft_tokens=k, max_new_tokens=n,
                           schedule=schedule)
-                check(f"hf_assisted {dname} k={k} single n={n}", refs_single[n], input_ids=single, draft=draft,
-                      method="hf_assisted", num_draft_tokens=k, max_new_tokens=n)
+                for method in SINGLE:
+                    check(f"{method} {dname} k={k} single n={n}", refs_single[n], input_ids=single, draft=draft,
+                          method=method, num_draft_tokens=k, max_new_tokens=n)
             check(f"stairs_cached {dname} k={k} single n=30", refs_single[30], input_ids=single, draft=draft,
                   method="stairs_cached", num_draft_tokens=k, max_new_tokens=30)
     return count, problems

@@ -6,13 +6,23 @@ import torch
 
 from conftest import EOS, PAD, VOCAB, tiny_gpt2, tiny_t5
 from stairs_decoding import generate
+from stairs_decoding.methods import METHODS
 from stairs_decoding.testing import related_draft
 
 KS = (1, 2, 3, 5, 8)
 LENGTHS = (1, 7, 40)
 N_PROMPTS = 30
 BATCH = 3
-OWN_SPECULATIVE = ("stairs", "stairs_cached")
+# From the registry: a newly registered method is tested by these lists.
+EXACT = [m.name for m in METHODS.values() if m.exact]
+EXACT_BATCHED = [m.name for m in METHODS.values() if m.exact and m.batch]
+SPECULATIVE = [m.name for m in METHODS.values() if m.speculative]
+SPECULATIVE_BATCHED = [m for m in SPECULATIVE if METHODS[m].batch]
+ADAPTIVE = [m.name for m in METHODS.values() if "heuristic" in m.schedules]
+
+
+def _ks(method):
+    return KS if METHODS[method].uses_k else KS[:1]
 
 
 def _prompts(seed: int, arch: str):
@@ -91,6 +101,9 @@ def _check(res, expected):
     s = res.stats
     assert res.tokens == expected
     assert s.new_tokens == sum(len(r) for r in expected)
+    if not s.accepted:                        # a method without rounds (greedy, hf_greedy)
+        assert s.rejections == 0 and s.draft_calls == 0
+        return
     assert sum(s.accepted) + s.rounds == max(len(r) for r in expected)
     assert s.target_calls == s.rounds
     assert all(0 <= a <= d for a, d in zip(s.accepted, s.drafted))
@@ -119,41 +132,41 @@ def test_references_are_not_degenerate(arch):
     assert len(set(lengths)) >= 5 and min(lengths) < 20
 
 
-@pytest.mark.parametrize("method", OWN_SPECULATIVE)
+@pytest.mark.parametrize("method", EXACT_BATCHED)
 @pytest.mark.parametrize("arch", ["t5", "gpt2"])
 def test_full_grid_batch_of_three(arch, method):
     """30 prompts (10 padded batches of 3) × every k × every length, frequent EOS, a draft of mixed quality."""
     c = case(arch, "related", "frequent")
     for i, (ids, mask) in enumerate(c.batches):
         for n in LENGTHS:
-            for k in KS:
+            for k in _ks(method):
                 res = generate(c.target, ids, draft=c.draft, attention_mask=mask, method=method,
                                num_draft_tokens=k, max_new_tokens=n, **c.kwargs)
                 _check(res, c.reference[i, n])
 
 
-@pytest.mark.parametrize("method", OWN_SPECULATIVE + ("hf_assisted",))
+@pytest.mark.parametrize("method", EXACT)
 @pytest.mark.parametrize("arch", ["t5", "gpt2"])
 def test_full_grid_batch_of_one(arch, method):
-    """Every prompt alone × every k × every length, frequent EOS: all 30 for hf_assisted (batch 1 is all it
-    takes), the first 10 for our methods (their 30 are covered in batches of 3 above)."""
+    """Every prompt alone × every k × every length, frequent EOS: all 30 for a batch-1-only method (hf_assisted),
+    the first 10 for the others (their 30 are covered in batches of 3 above)."""
     c = case(arch, "related", "frequent")
-    for i, b, ids in c.rows(limit=None if method == "hf_assisted" else 10):
+    for i, b, ids in c.rows(limit=None if not METHODS[method].batch else 10):
         for n in LENGTHS:
-            for k in KS:
+            for k in _ks(method):
                 res = generate(c.target, ids, draft=c.draft, method=method, num_draft_tokens=k,
                                max_new_tokens=n, **c.kwargs)
                 _check(res, [c.reference[i, n][b]])
 
 
-@pytest.mark.parametrize("method", OWN_SPECULATIVE + ("hf_assisted",))
+@pytest.mark.parametrize("method", SPECULATIVE)
 @pytest.mark.parametrize("draft", ["same", "unrelated"])
 @pytest.mark.parametrize("arch", ["t5", "gpt2"])
 def test_extreme_drafts(arch, draft, method):
     """draft == target (all accepted) and an unrelated random draft (almost nothing accepted), no EOS."""
     c = case(arch, draft, "none")
     for k in KS:
-        if method == "hf_assisted":
+        if not METHODS[method].batch:
             for i, b, ids in c.rows(limit=4):
                 res = generate(c.target, ids, draft=c.draft, method=method, num_draft_tokens=k, max_new_tokens=40,
                                **c.kwargs)
@@ -178,7 +191,7 @@ def test_acceptance_reflects_the_draft(arch):
     assert s.acceptance_rate < 0.3
 
 
-@pytest.mark.parametrize("method", OWN_SPECULATIVE)
+@pytest.mark.parametrize("method", ADAPTIVE)
 @pytest.mark.parametrize("arch", ["t5", "gpt2"])
 def test_heuristic_schedule_is_exact_and_adapts(arch, method):
     c = case(arch, "same", "none")

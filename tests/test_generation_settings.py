@@ -15,10 +15,11 @@ from transformers import GenerationConfig
 
 import archs
 from stairs_decoding import GenerationInputError, generate
+from stairs_decoding.methods import METHODS as REGISTRY
 
 ARCHS = ("bart", "llama")
-METHODS = (("greedy", "constant"), ("stairs", "constant"), ("stairs_cached", "constant"),
-           ("stairs_cached", "heuristic"), ("hf_assisted", "constant"))
+# every exact method of the registry under each schedule it supports
+METHODS = tuple((m.name, s) for m in REGISTRY.values() if m.exact for s in m.schedules)
 MAX_NEW = 20
 _CACHE = {}
 
@@ -100,7 +101,7 @@ def test_setting_is_honoured_by_every_method(arch, case):
     for way, (model, extra) in ways.items():
         for method, schedule in METHODS:
             for k in (1, 3):
-                batch = method != "hf_assisted"
+                batch = REGISTRY[method].batch
                 got = generate(model, ids if batch else single, attention_mask=mask if batch else None, draft=draft,
                                method=method, schedule=schedule, num_draft_tokens=k, max_new_tokens=MAX_NEW,
                                **eos_kw, **extra).tokens

@@ -76,7 +76,7 @@ def test_every_experiment_composes(experiment):
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert resolved["model"]["_target_"] and resolved["task"]["max_new_tokens"] > 0
     assert Path(resolved["paths"]["root"]) == ROOT
-    from stairs_decoding.harness import plan_cells
+    from stairs_decoding.checks import plan_cells
 
     cells = plan_cells(cfg)
     assert cells[0].method == "greedy" and cells[0].k == 0
@@ -84,8 +84,9 @@ def test_every_experiment_composes(experiment):
 
 
 def test_expected_experiments_and_paper_sweep():
-    assert {"paper_t5_large", "paper_t5_3b", "tiny_cpu", "smoke"} <= set(EXPERIMENTS)
-    from stairs_decoding.harness import plan_cells
+    assert {"paper_t5_large", "paper_t5_3b", "tiny_cpu", "smoke", "paper_scale_t5_large", "paper_scale_t5_3b",
+            "benchmark"} <= set(EXPERIMENTS)
+    from stairs_decoding.checks import plan_cells
 
     cfg = compose_cfg(["experiment=paper_t5_large"])
     assert cfg.model.checkpoint.endswith("t5-large") and cfg.draft.checkpoint.endswith("t5-small")
@@ -94,18 +95,53 @@ def test_expected_experiments_and_paper_sweep():
     assert {c.method for c in cells} == {"greedy", "stairs", "stairs_cached", "hf_assisted"}
 
 
-@pytest.mark.parametrize("group,options", [
-    ("model", ["t5_small", "t5_base", "t5_large", "t5_3b", "flan_t5_small", "flan_t5_base", "flan_t5_large",
-               "flan_t5_xl", "tiny_target", "gpt2_large", "qwen2_5_1_5b"]),
-    ("draft", ["t5_small", "flan_t5_small", "tiny_draft", "gpt2", "qwen2_5_0_5b", "none"]),
-    ("method", ["greedy", "stairs", "stairs_cached", "hf_assisted", "draft_greedy"]),
-    ("task", ["wmt_en_de", "cnn_dailymail", "tiny_heldout", "en_de_sample"]),
-    ("logger", ["wandb", "none"]),
-])
-def test_group_options_compose(group, options):
-    for option in options:
-        cfg = compose_cfg([f"{group}={option}"])
-        OmegaConf.to_container(cfg, resolve=True)
+GROUPS = {g: sorted(p.stem for p in (ROOT / "conf" / g).glob("*.yaml")) for g in ("model", "draft", "method", "task",
+                                                                                  "logger")}
+
+
+def _builder_binds(node: dict, meta=()):
+    """The node's `_target_` exists and accepts every key the node gives it (`meta` keys aside): a misspelt or
+    unread key fails here."""
+    import inspect
+
+    from hydra.utils import get_method
+
+    fn = get_method(node["_target_"])
+    kwargs = {k: v for k, v in node.items() if k != "_target_" and k not in meta}
+    inspect.signature(fn).bind(**kwargs)          # TypeError names the key it does not take
+    return fn
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
+def test_every_option_of_every_group_composes_and_its_keys_are_read(group, option):
+    from stairs_decoding.methods import METHODS
+
+    cfg = OmegaConf.to_container(compose_cfg([f"{group}={option}"] + (["model=t5_large_arch"] if option ==
+                                                                        "controlled" else [])), resolve=True)
+    node = cfg[group]
+    if group in ("model", "draft") and node.get("_target_"):
+        from stairs_decoding.models import META_KEYS
+
+        _builder_binds(node, META_KEYS)
+        assert node["arch"] in ("encoder_decoder", "decoder_only") and node["vocab_size"] > 0 and node["name"]
+    elif group == "task":
+        _builder_binds(node["loader"])
+        assert set(node) <= {"name", "split", "num_examples", "max_new_tokens", "max_source_tokens", "seed",
+                             "shuffle", "loader"}, set(node)
+    elif group == "logger":
+        from hydra.utils import instantiate
+
+        assert hasattr(instantiate(node), "log_example")
+    elif group == "method":
+        m = METHODS[node["name"]]                  # every method option names a registered method ...
+        assert set(node) <= {"name", "num_draft_tokens", "schedule"}
+        assert ("num_draft_tokens" in node) == m.uses_k       # ... and gives k exactly when the method takes one
+
+
+def test_every_registered_method_has_a_method_option():
+    from stairs_decoding.methods import METHODS
+
+    assert set(GROUPS["method"]) == set(METHODS)
 
 
 def test_decoder_only_pairs_share_vocabulary():
@@ -147,22 +183,42 @@ def test_summary_stats_and_order():
     assert timing.interleaved_order(cells, 1, pinned=1) == ["g", "b", "c", "a"]
 
 
-def test_plan_cells_rejects_bad_k_and_method():
-    from stairs_decoding.harness import plan_cells
+K_ERROR = r"num_draft_tokens \(k\) must be an integer >= 1, got 0"
 
-    with pytest.raises(HarnessError, match="k"):
+
+def test_plan_cells_rejects_bad_k_and_method():
+    from stairs_decoding.checks import plan_cells
+
+    with pytest.raises(HarnessError, match=r"^method: " + K_ERROR):
         plan_cells(compose_cfg(["method.num_draft_tokens=0"]))
-    with pytest.raises(HarnessError, match="unknown method"):
+    with pytest.raises(HarnessError, match=r"unknown method 'beam'; valid methods: greedy, stairs"):
         plan_cells(compose_cfg(["method.name=beam"]))
+    with pytest.raises(HarnessError, match=r"method 'hf_assisted' does not support schedule='heuristic'"):
+        plan_cells(compose_cfg(["method=hf_assisted", "method.schedule=heuristic"]))
     cells = plan_cells(compose_cfg(["method=draft_greedy"]))
     assert [(c.method, c.k) for c in cells] == [("greedy", 0), ("draft_greedy", 0)]
 
 
+def test_plan_cells_alpha_axis_and_per_method_overrides():
+    from stairs_decoding.checks import plan_cells
+
+    cells = plan_cells(compose_cfg(["experiment=paper_scale_t5_large"]))
+    stairs = {(c.k, c.alpha) for c in cells if c.method == "stairs"}
+    cached = {(c.k, c.alpha) for c in cells if c.method == "stairs_cached"}
+    assert stairs == {(k, a) for k in (2, 4) for a in (0.5, 0.7, 0.9)}
+    assert cached == {(k, a) for k in (1, 2, 4, 6) for a in (0.3, 0.5, 0.7, 0.9)}
+    assert [c for c in cells if c.method == "greedy"] == [cells[0]] and cells[0].alpha is None
+    with pytest.raises(HarnessError, match=r"sweep.alphas needs a controlled draft"):
+        plan_cells(compose_cfg(["experiment=smoke", "+sweep.alphas=[0.5]"]))
+    with pytest.raises(HarnessError, match=r"alpha must be a number in \[0, 1\], got 1.5"):
+        plan_cells(compose_cfg(["experiment=paper_scale_t5_large", "sweep.alphas=[1.5]"]))
+
+
 def test_cheap_checks_before_loading(tmp_path):
-    from stairs_decoding.harness import plan_cells
+    from stairs_decoding.checks import plan_cells
     from stairs_decoding.models import check_available
 
-    with pytest.raises(HarnessError, match="k"):
+    with pytest.raises(HarnessError, match=r"^sweep: " + K_ERROR):
         plan_cells(compose_cfg(["experiment=smoke", "sweep.num_draft_tokens=[0,2]"]))
     with pytest.raises(HarnessError, match="no such directory"):
         check_available(compose_cfg(["model.checkpoint=/nonexistent/dir"]).model)
@@ -174,7 +230,7 @@ def test_results_reader_tolerates_truncated_line(tmp_path):
     path.write_text(json.dumps(rec) + "\n" + '{"example_id": "b", "meth')
     assert read_results(path) == [rec]
     with ResultsWriter(path) as w:          # repairs the tail, then appends on a fresh line
-        assert w.done == {("a", "greedy", 0)}
+        assert w.done == {("a", "greedy", 0, None)}
         w.write({"example_id": "b", "method": "stairs", "k": 2})
     assert [r["example_id"] for r in lines(path)] == ["a", "b"]
 
@@ -250,8 +306,8 @@ def test_bad_num_examples_is_one_line_and_exit_2_before_any_work(tmp_path, env, 
 
 def _saved_run(tmp_path, overrides):
     """A run directory as a finished run leaves it: config.yaml (portable) and one result line."""
+    from stairs_decoding.checks import portable
     from stairs_decoding.config import repo_root
-    from stairs_decoding.harness import portable
 
     cfg = compose_cfg(overrides)
     OmegaConf.save(OmegaConf.create(portable(OmegaConf.to_container(cfg, resolve=True), repo_root())),
@@ -263,7 +319,7 @@ def _saved_run(tmp_path, overrides):
 
 
 def test_resume_with_another_configuration_names_the_differing_keys(tmp_path):
-    from stairs_decoding.harness import check_resume
+    from stairs_decoding.checks import check_resume
 
     run_dir = _saved_run(tmp_path, ["experiment=smoke"])
     saved = (run_dir / "config.yaml").read_text()
@@ -277,7 +333,7 @@ def test_resume_with_another_configuration_names_the_differing_keys(tmp_path):
 
 
 def test_resume_with_the_same_configuration_may_change_logger_and_progress(tmp_path):
-    from stairs_decoding.harness import check_resume
+    from stairs_decoding.checks import check_resume
 
     run_dir = _saved_run(tmp_path, ["experiment=smoke"])
     check_resume(compose_cfg(["experiment=smoke", "resume=true", "logger=wandb", "progress=false"]), run_dir)
@@ -308,14 +364,17 @@ def test_smoke_with_wandb_offline(tmp_path, pair_dir, env):
     assert runs, "no offline W&B run written"
 
 
-def test_wandb_failure_never_stops_the_run(tmp_path):
+def test_wandb_failure_never_stops_the_run(tmp_path, capsys):
     from stairs_decoding.tracking import WandbTracker
 
     t = WandbTracker(mode="not-a-mode")
     t.start(config={"a": 1}, run_dir=str(tmp_path))   # init fails → reported, tracker becomes a no-op
+    assert t.run is None
     t.log_example({"example_id": "a", "method": "greedy", "k": 0, "seconds": 1.0, "new_tokens": 1})
-    t.log_summary([])
+    t.log_summary([{"method": "greedy", "k": 0, "median_s": 1.0}])
     t.finish()
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: W&B")]
+    assert len(warnings) == 1 and "init failed" in warnings[0], warnings
 
 
 def test_multirun_method_and_k(tmp_path, pair_dir, env):
@@ -333,58 +392,64 @@ def test_multirun_method_and_k(tmp_path, pair_dir, env):
     assert seen == {("stairs", 1), ("stairs", 4), ("stairs_cached", 1), ("stairs_cached", 4)}
 
 
-def test_kill_midway_leaves_valid_results_and_resume_finishes(tmp_path, pair_dir, env):
-    run_dir = tmp_path / "killed"
-    args = ["method=stairs_cached", "method.num_draft_tokens=2", "task.num_examples=5", "task.max_new_tokens=16",
-            "warmup_examples=0", f"hydra.run.dir={run_dir}", *pair_args(pair_dir)]
-    proc = subprocess.Popen(RUN + args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    results = run_dir / "results.jsonl"
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            if results.exists() and results.read_text().count("\n") >= 1:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "run finished before it could be killed; make it slower"
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-    before = read_results(results)
-    assert 1 <= len(before) < 10
-    for line in results.read_text().splitlines():
-        json.loads(line)                     # every complete line parses (a torn tail has no newline)
-    p = run(args + ["resume=true"], env)
-    assert p.returncode == 0, p.stderr[-3000:]
-    after = lines(results)
-    assert len(after) == 10 and len({(r["example_id"], r["method"], r["k"]) for r in after}) == 10
-    assert all(r["matches_greedy"] for r in after)
+LONG = 60   # examples: long enough (2 cells each) that the run cannot end before the signal reaches it
 
 
-def test_ctrl_c_exits_cleanly(tmp_path, pair_dir, env):
-    run_dir = tmp_path / "interrupted"
-    args = ["method=stairs", "method.num_draft_tokens=2", "task.num_examples=5", "task.max_new_tokens=16",
-            "warmup_examples=0", f"hydra.run.dir={run_dir}", *pair_args(pair_dir)]
-    proc = subprocess.Popen(RUN + args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+def _start_and_wait_for_first_line(args, run_dir, env, **kw):
+    proc = subprocess.Popen(RUN + args, env=env, cwd=ROOT, **kw)
     results = run_dir / "results.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if results.exists() and results.read_text().count("\n") >= 1:
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
+    assert proc.poll() is None, "run finished before the signal; make it longer"
+    return proc, results
+
+
+def test_kill_midway_leaves_valid_results_and_resume_finishes(tmp_path, pair_dir, env):
+    run_dir = tmp_path / "killed"
+    args = ["method=stairs_cached", "method.num_draft_tokens=2", f"task.num_examples={LONG}",
+            "task.max_new_tokens=32", "warmup_examples=0", f"hydra.run.dir={run_dir}", *pair_args(pair_dir)]
+    proc, results = _start_and_wait_for_first_line(args, run_dir, env, stdout=subprocess.DEVNULL,
+                                                   stderr=subprocess.DEVNULL)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    before = read_results(results)
+    assert 1 <= len(before) < 2 * LONG
+    for line in results.read_text().splitlines():
+        json.loads(line)                     # every complete line parses (a torn tail has no newline)
+    p = run(args + ["resume=true"], env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    after = lines(results)
+    assert len(after) == 2 * LONG and len({(r["example_id"], r["method"], r["k"]) for r in after}) == 2 * LONG
+    assert after[:len(before)] == before     # what was written stays as it was
+    assert all(r["matches_greedy"] for r in after)
+
+
+def test_ctrl_c_exits_130_with_a_resume_hint_and_resume_finishes(tmp_path, pair_dir, env):
+    run_dir = tmp_path / "interrupted"
+    args = ["method=stairs", "method.num_draft_tokens=2", f"task.num_examples={LONG}", "task.max_new_tokens=32",
+            "warmup_examples=0", f"hydra.run.dir={run_dir}", *pair_args(pair_dir)]
+    proc, results = _start_and_wait_for_first_line(args, run_dir, env, stdout=subprocess.PIPE,
+                                                   stderr=subprocess.PIPE, text=True)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode in (0, 130), err[-2000:]
-    if proc.returncode == 130:
-        assert "resume=true" in err and "Traceback" not in err
-    assert all(isinstance(r, dict) for r in lines(results))
-    assert (run_dir / "summary.csv").exists()
+    assert proc.returncode == 130, (proc.returncode, err[-2000:])
+    assert f"resume=true hydra.run.dir={run_dir}" in err and "Traceback" not in err, err[-2000:]
+    written = lines(results)
+    assert 1 <= len(written) < 2 * LONG
+    assert (run_dir / "summary.csv").exists()          # the summary of what was finished
+    p = run(args + ["resume=true"], env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    after = lines(results)
+    assert len(after) == 2 * LONG and after[:len(written)] == written
 
 
 @pytest.mark.parametrize("overrides,needle", [
     (["model=no_such_model"], "model/no_such_model"),
     (["draft=t5_small"], "vocabulary"),
-    (["method.num_draft_tokens=0"], "k"),
+    (["method.num_draft_tokens=0"], "num_draft_tokens (k) must be an integer >= 1, got 0"),
     (["model=t5_large", "draft=t5_small"], "experiment=tiny_cpu"),
 ])
 def test_bad_overrides_exit_with_one_readable_line(tmp_path, env, overrides, needle):

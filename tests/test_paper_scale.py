@@ -1,7 +1,8 @@
-"""Architecture-true random-weight T5 builders, the controlled-acceptance draft, the paper-scale benchmark."""
-import importlib.util
+"""Architecture-true random-weight T5 builders, the controlled-acceptance draft, the paper-scale experiments."""
 import json
 import math
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,12 +11,14 @@ import torch
 from conftest import tiny_t5
 
 from stairs_decoding import generate
+from stairs_decoding.errors import ArchitectureError
+from stairs_decoding.methods import speculative
 from stairs_decoding.paper_scale import (T5_ARCHITECTURES, ControlledDraft, build_architecture, canonical_name,
-                                         ideal_speedup, parameter_count, t5_config)
+                                         parameter_count, t5_config)
 
 ROOT = Path(__file__).resolve().parents[1]
 N_NEW = 64
-SPECULATIVE = ("stairs", "stairs_cached", "hf_assisted")
+SPECULATIVE = tuple(speculative())
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +72,7 @@ def test_meta_parameter_counts_match_the_original_t5_checkpoints():
 
 
 def test_unknown_architecture_is_one_clear_error():
-    with pytest.raises(ValueError, match="unknown T5 architecture 't5-xxl-typo'"):
+    with pytest.raises(ArchitectureError, match="unknown T5 architecture 't5-xxl-typo'"):
         canonical_name("t5-xxl-typo")
 
 
@@ -99,7 +102,7 @@ def test_measured_acceptance_matches_alpha_and_outputs_stay_exact(pair, alpha):
         for i, ids in enumerate(_prompts(9)):
             ref = _reference(target, ids)
             cd.set_reference(ref, example_seed=i)
-            method = SPECULATIVE[i % 3]
+            method = SPECULATIVE[i % len(SPECULATIVE)]
             res = generate(target, ids, draft=draft, method=method, num_draft_tokens=3, max_new_tokens=N_NEW,
                            ignore_eos=True)
             assert res.tokens[0] == ref, (method, i)
@@ -184,41 +187,44 @@ def test_wrong_tokens_differ_from_the_reference_and_avoid_pad_eos(pair):
         cd.remove()
 
 
-def test_ideal_speedup():
-    assert ideal_speedup(0.0, 0.1, 4) == pytest.approx(1 / 1.4)
-    assert ideal_speedup(1.0, 0.0, 4) == 5
-    assert ideal_speedup(0.8, 0.1, 4) == pytest.approx((1 - 0.8 ** 5) / (0.2 * 1.4))
+# -- the paper-scale experiments, end to end on tiny architectures ---------------------------------------------
+TINY = ["model.architecture=tiny-test-target", "model.name=tiny_test_target_arch", "model.vocab_size=512",
+        "draft.architecture=tiny-test-draft", "draft.name=tiny_test_draft_arch", "draft.vocab_size=512",
+        "task.max_new_tokens=12", "task.loader.length=8", "threads=1", "cost_ratio.rounds=1", "cost_ratio.steps=4",
+        "logger=none", "progress=false"]
 
 
-# -- the benchmark script, end to end on tiny architectures ---------------------------------------------------
-def test_bench_script_end_to_end(tmp_path):
+def test_paper_scale_experiment_end_to_end(tmp_path):
+    """experiment=paper_scale_t5_large through scripts/run.py (the same harness as every run), shrunk to tiny
+    architectures: every (method, α, k) cell of the plan, exact outputs, measured α near the requested one, the
+    summary the α-sweep figure reads, env.json flags, and the figure itself."""
     import pandas as pd
 
     out = tmp_path / "run"
-    cmd = [sys.executable, str(ROOT / "scripts" / "bench_paper_scale.py"), "--target", "tiny-test-target",
-           "--draft", "tiny-test-draft", "--alphas", "0.5,0.9", "--ks", "1,3", "--examples", "2",
-           "--max-new-tokens", "12", "--prompt-len", "8", "--threads", "1", "--out", str(out),
-           "--cost-steps", "4", "--no-figure"]
-    spec = importlib.util.spec_from_file_location("bench_paper_scale", cmd[1])
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.main(cmd[2:]) == 0     # in-process: same code path as the command line, no second import
+    env = dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="disabled", PYTHONWARNINGS="ignore")
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "run.py"), "experiment=paper_scale_t5_large",
+                        f"hydra.run.dir={out}", *TINY], capture_output=True, text=True, timeout=600, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
     lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
-    # per example: 2 greedy + 3 methods x 2 alphas x 2 ks
-    assert len(lines) == 2 * (2 + 3 * 2 * 2)
-    assert all(r["matches_greedy"] for r in lines)
+    cells = 1 + 2 * 4 * 4 + 2 * 3        # greedy + (stairs_cached, hf_assisted) x 4 α x 4 k + stairs 2 k x 3 α
+    assert len(lines) == 2 * cells and len({(r["example_id"], r["method"], r["k"], r["alpha_requested"])
+                                            for r in lines}) == 2 * cells
+    assert all(r["matches_greedy"] and r["schema"] == 2 and r["new_tokens"] == 12 for r in lines)
     summary = pd.read_csv(out / "summary.csv")
-    for col in ("method", "k", "alpha_requested", "alpha_measured", "median_s", "time_reduction_pct", "speedup",
-                "mean_accepted", "cost_ratio_c", "bound_speedup", "achieved_over_bound"):
-        assert col in summary.columns
+    spec = summary[summary.method != "greedy"]
     assert set(summary.method) == {"greedy", "stairs", "stairs_cached", "hf_assisted"}
-    env = json.loads((out / "env.json").read_text())
-    assert env["peak_rss_mb"] > 0 and env["run_seconds"] > 0 and env["architecture_only"] is True
+    assert sorted(spec.alpha_requested.unique()) == [0.3, 0.5, 0.7, 0.9]
+    assert (spec.alpha - spec.alpha_requested).abs().max() < 0.45     # 24 positions per example: loose, but set
+    assert summary.cost_ratio_c.dropna().gt(0).all() and spec.bound_speedup.notna().all()
+    env_json = json.loads((out / "env.json").read_text())
+    assert env_json["architecture_only"] is True and env_json["controlled_draft"] is True
 
-    from stairs_decoding.report import alpha_sweep_table, crossing_alpha, plot_alpha_sweep
+    from stairs_decoding.report import alpha_sweep_table, crossing_alpha, is_alpha_sweep, plot_alpha_sweep
 
+    assert is_alpha_sweep(out)
     paths = plot_alpha_sweep([out], tmp_path / "fig")
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)
-    table = alpha_sweep_table([out])["tiny-test-target_arch"]
-    assert list(table.index) == [0.5, 0.9] and set(table.columns) == {"stairs", "stairs_cached", "hf_assisted"}
+    table = alpha_sweep_table([out])["tiny_test_target_arch"]
+    assert list(table.index) == [0.3, 0.5, 0.7, 0.9] and set(table.columns) == {"stairs", "stairs_cached",
+                                                                                "hf_assisted"}
     assert crossing_alpha([out], "stairs_cached", 1e9) is None

@@ -2,7 +2,6 @@
 import json
 import re
 import shlex
-import sys
 from pathlib import Path
 
 import pytest
@@ -46,14 +45,48 @@ def test_shipped_pair_every_method_equals_greedy_on_heldout(pair):
             assert abs(alpha[method, k] - alpha["stairs_cached", k]) < 0.05, alpha
 
 
+# (parser option, value, what models/tiny-t5/README.md says about it): the card describes the defaults
+CARD_DEFAULTS = [
+    ("target_steps", 1600, "1,600 steps"),
+    ("draft_steps", 300, "distilled for 300 steps"),
+    ("batch_size", 16, "batch 16"),
+    ("target_lr", 1e-3, "lr 1e-3"),
+    ("warmup", 50, "50 warm-up steps"),
+    ("align_weight", 1.0, "(weight 1.0)"),
+    ("target_layers", 8, "| 8 + 8 |"),
+    ("target_d_model", 192, "| target | `target/` | 192 |"),
+    ("target_d_ff", 768, "| 192 | 768 |"),
+    ("target_heads", 12, "| 12 × 16 |"),
+    ("draft_layers", 1, "+ **1** |"),
+    ("threads", 2, "fixed thread count (2)"),
+    ("heldout_mod", 5, "% 5 == 0"),
+    ("min_src", 40, "(40–132 bytes)"),
+    ("max_src", 132, "(40–132 bytes)"),
+    ("min_tgt", 32, "references 32–128 bytes"),
+    ("max_tgt", 128, "references 32–128 bytes"),
+]
+
+
 def test_model_card_training_command_is_accepted_by_the_script():
+    """The card's command parses, names only real options (argparse would accept an abbreviation), and gives the
+    seed the card states and the settings the card describes."""
+    from stairs_decoding.training import build_parser
+
     card = (PAIR / "README.md").read_text()
     commands = re.findall(r"^python scripts/train_tiny_pair\.py[^\n]*", card, flags=re.M)
     assert commands, "the model card names no training command"
-    parser = _train_script().build_parser()
+    parser = build_parser()
+    options = {o for action in parser._actions for o in action.option_strings}
     for command in commands:
-        args = parser.parse_args(shlex.split(command)[2:])
-        assert args.seed is not None
+        argv = shlex.split(command)[2:]
+        unknown = [a.split("=")[0] for a in argv if a.startswith("--") and a.split("=")[0] not in options]
+        assert not unknown, f"{command!r}: not options of the script: {unknown}"
+        args = parser.parse_args(argv)
+        assert args.seed == 0 and "--seed 0" in command
+        for dest, value, phrase in CARD_DEFAULTS:
+            assert phrase in card, f"the card no longer says {phrase!r}"
+            assert getattr(args, dest) == value, (command, dest, getattr(args, dest), value)
+        assert (args.out, args.data_out) == ("models/tiny-t5", "data")   # where the shipped files live
 
 
 def test_heldout_and_translation_sets_load_with_datasets():
@@ -65,25 +98,17 @@ def test_heldout_and_translation_sets_load_with_datasets():
     assert len(ende) >= 50 and all(s.startswith("translate English to German: ") for s in ende["source"])
 
 
-def _train_script():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import train_tiny_pair
-    finally:
-        sys.path.pop(0)
-    return train_tiny_pair
-
-
 def test_heldout_references_are_the_task_function_and_alignment_is_exact():
     """The held-out references are compress(source); the guided-alignment targets copy the right bytes."""
-    script = _train_script()
-    prefix = script.TASK_PREFIX
+    from stairs_decoding.training.data import TASK_PREFIX, compress, compress_aligned
+
+    prefix = TASK_PREFIX
     for line in (ROOT / "data" / "tiny_heldout.jsonl").read_text().splitlines():
         ex = json.loads(line)
         assert ex["source"].startswith(prefix)
         src = ex["source"][len(prefix):]
-        out, idx = script.compress_aligned(src)
-        assert out == script.compress(src) == ex["target"]
+        out, idx = compress_aligned(src)
+        assert out == compress(src) == ex["target"]
         assert idx == sorted(idx) and len(set(idx)) == len(idx)  # a subsequence of the source
         assert all(src[i] == c or (c == " " and src[i].isspace()) for c, i in zip(out, idx))
         assert 32 <= len(ex["target"].encode()) <= 128

@@ -11,7 +11,7 @@ import torch
 
 from conftest import VOCAB, tiny_gpt2, tiny_t5
 from stairs_decoding import generate
-from stairs_decoding.methods import METHODS, NEEDS_DRAFT, SPECULATIVE
+from stairs_decoding.methods import METHODS
 from stairs_decoding.testing import related_draft
 
 KS = (1, 2, 4)
@@ -34,12 +34,15 @@ def pair(arch):
 
 def _runs(arch, method, k, **kw):
     target, draft, prompts = pair(arch)
-    return [generate(target, ids, draft=draft if method in NEEDS_DRAFT else None, method=method,
+    return [generate(target, ids, draft=draft if METHODS[method].needs_draft else None, method=method,
                      num_draft_tokens=k, max_new_tokens=MAX_NEW, **kw) for ids in prompts]
 
 
-@pytest.mark.parametrize("k", KS)
-@pytest.mark.parametrize("method", list(METHODS))
+# every registered method (a k-less one once), so a newly registered method is checked too
+CELLS = [(m.name, k) for m in METHODS.values() for k in (KS if m.uses_k else KS[:1])]
+
+
+@pytest.mark.parametrize("method,k", CELLS)
 @pytest.mark.parametrize("arch", ["t5", "gpt2"])
 @pytest.mark.parametrize("eos", ["ignore_eos", "with_eos"])
 def test_statistics_are_possible(arch, method, k, eos):
@@ -47,8 +50,9 @@ def test_statistics_are_possible(arch, method, k, eos):
     for res in _runs(arch, method, k, **kw):
         s, n_out = res.stats, len(res.tokens[0])
         assert s.new_tokens == n_out
-        if method not in SPECULATIVE:
+        if not METHODS[method].speculative:
             assert s.accepted == [] and s.acceptance_rate is None
+            assert s.target_calls == (0 if not METHODS[method].uses_target else s.target_calls) and s.rejections == 0
             continue
         assert s.rounds >= 1 and len(s.drafted) == s.rounds
         assert all(0 <= d <= k for d in s.drafted), s.drafted

@@ -3,20 +3,17 @@ from __future__ import annotations
 
 import torch
 
+from . import methods
 from . import settings as _settings
-from .methods import METHODS, NEEDS_DRAFT, SCHEDULES
-from .methods import hf_assisted
-from .methods._state import Clock, ModelState, Sequence, unsupported_cache
+from .errors import GenerationInputError
+from .methods._state import unsupported_cache
 from .stats import DecodingStats, GenerationResult
+from .timing import Clock
 
 # Arguments that only make sense for sampling or beam search, and the value that means "greedy".
 _NOT_GREEDY = {"do_sample": False, "num_beams": 1, "num_return_sequences": 1, "temperature": None,
                "top_k": None, "top_p": None, "typical_p": None, "min_p": None, "penalty_alpha": None,
                "epsilon_cutoff": None, "eta_cutoff": None}
-
-
-class GenerationInputError(ValueError):
-    """Bad input to `generate()`, raised before any generation work, in one readable line."""
 
 
 def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft_tokens: int = 4,
@@ -28,7 +25,7 @@ def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft
         target, draft: loaded transformers models, both encoder-decoder or both decoder-only.
         input_ids: LongTensor [batch, seq] — encoder input, or the prompt of a decoder-only model
             (padded rows need `attention_mask`; any padding side).
-        method: greedy | stairs | stairs_cached | hf_assisted | draft_greedy.
+        method: a name in `methods.METHODS` (greedy, stairs, stairs_cached, hf_assisted, draft_greedy, hf_greedy).
         num_draft_tokens: k, draft tokens proposed per round (the paper's "assistant batch size").
         max_new_tokens: new tokens per row at most.
         eos_token_id: int or list; default: the target's generation config.
@@ -53,59 +50,19 @@ def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft
     if not enc_dec:    # decoder-only prompts are decoded left-padded, as model.generate expects them
         input_ids, attention_mask = _left_align(input_ids, attention_mask,
                                                 _pad_guess(target, generation_config, greedy_settings))
-    try:
-        settings = _settings.resolve(target, input_ids, attention_mask, max_new_tokens=max_new_tokens,
-                                     eos_token_id=eos_token_id, ignore_eos=ignore_eos,
-                                     generation_config=generation_config, settings=greedy_settings)
-    except _settings.SettingError as e:
-        _fail(str(e))
+    settings = _settings.resolve(target, input_ids, attention_mask, max_new_tokens=max_new_tokens,
+                                 eos_token_id=eos_token_id, ignore_eos=ignore_eos,
+                                 generation_config=generation_config, settings=greedy_settings)
     stats = DecodingStats()
     clock = Clock(device)
 
     with torch.inference_mode():
         t0 = clock()
-        if method == "hf_assisted":
-            tokens = hf_assisted.run_hf(target, draft, input_ids, attention_mask, k=num_draft_tokens,
-                                        max_new_tokens=max_new_tokens, settings=settings, stats=stats, clock=clock)
-        else:
-            tokens = _run_own(target, draft, input_ids, attention_mask, method, num_draft_tokens,
-                              max_new_tokens, schedule, settings, stats, clock)
+        tokens = methods.METHODS[method].run(target, draft, input_ids, attention_mask, k=num_draft_tokens,
+                                             max_new_tokens=max_new_tokens, schedule=schedule, settings=settings,
+                                             stats=stats, clock=clock)
         stats.total_seconds = clock() - t0
     return GenerationResult(tokens=tokens, stats=stats)
-
-
-def _run_own(target, draft, input_ids, attention_mask, method, k, max_new_tokens, schedule, settings, stats,
-             clock):
-    uses_target = method != "draft_greedy"
-    uses_draft = method in NEEDS_DRAFT
-    first = target if uses_target else draft
-    if first.config.is_encoder_decoder:
-        prefix = torch.full((input_ids.shape[0], 1), settings.decoder_start_id, dtype=torch.long,
-                            device=input_ids.device)
-        prefix_mask = None
-    else:
-        prefix, prefix_mask = input_ids, attention_mask
-    eos_ids = settings.eos_ids
-    eos = torch.tensor(eos_ids, device=input_ids.device) if eos_ids else None
-    seq = Sequence(prefix, prefix_mask, max_new_tokens=max_new_tokens, eos_ids=eos, pad_id=settings.pad_id,
-                   settings=settings)
-    rolls_back = bool(getattr(METHODS[method], "ROLLS_BACK", False))
-
-    enc_input = input_ids if first.config.is_encoder_decoder else prefix
-    tstate = ModelState(target, enc_input, attention_mask, clock, rollback=rolls_back) if uses_target else None
-    # a draft whose encoder module is the target's (see models.share_encoder) reuses the target's encoder output
-    shared = tstate is not None and tstate.enc_dec and uses_draft and draft.get_encoder() is target.get_encoder()
-    dstate = (ModelState(draft, enc_input, attention_mask, clock, rollback=rolls_back,
-                         encoder_outputs=tstate.encoder_outputs if shared else None) if uses_draft else None)
-    METHODS[method].run(tstate, dstate, seq, k=k, schedule=schedule, stats=stats)
-
-    tokens = seq.outputs()
-    stats.new_tokens = sum(len(t) for t in tokens)
-    if tstate is not None:
-        stats.target_calls, stats.target_seconds = tstate.calls, tstate.seconds
-    if dstate is not None:
-        stats.draft_calls, stats.draft_seconds = dstate.calls, dstate.seconds
-    return tokens
 
 
 # -- validation: everything is checked before any model runs ----------------------------------------------
@@ -129,14 +86,17 @@ def _check_kwargs(kwargs: dict) -> dict:
 
 
 def _check_args(target, draft, input_ids, attention_mask, method, k, max_new_tokens, schedule) -> None:
-    if method not in METHODS:
-        _fail(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
-    if not isinstance(k, int) or k < 1:
+    if method not in methods.METHODS:
+        _fail(f"unknown method {method!r}; valid methods: {', '.join(methods.METHODS)}")
+    spec = methods.METHODS[method]
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         _fail(f"num_draft_tokens (k) must be an integer >= 1, got {k!r}")
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         _fail(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
-    if schedule not in SCHEDULES:
-        _fail(f"unknown schedule {schedule!r}; valid schedules: {', '.join(SCHEDULES)}")
+    if schedule not in methods.SCHEDULES:
+        _fail(f"unknown schedule {schedule!r}; valid schedules: {', '.join(methods.SCHEDULES)}")
+    if schedule not in spec.schedules:
+        _fail(f"schedule={schedule!r} is not supported by {method!r} (it supports: {', '.join(spec.schedules)})")
     if not torch.is_tensor(input_ids) or input_ids.dim() != 2:
         _fail("input_ids must be a 2-D LongTensor [batch, seq]")
     if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
@@ -147,7 +107,7 @@ def _check_args(target, draft, input_ids, attention_mask, method, k, max_new_tok
         empty = (attention_mask.sum(1) == 0).nonzero().flatten().tolist()
         if empty:
             _fail(f"empty prompt: row {empty[0]} of attention_mask has no tokens")
-    if method in NEEDS_DRAFT:
+    if spec.needs_draft:
         if draft is None:
             _fail(f"method {method!r} needs a draft model (draft=...)")
         tv, dv = target.config.vocab_size, draft.config.vocab_size
@@ -157,12 +117,12 @@ def _check_args(target, draft, input_ids, attention_mask, method, k, max_new_tok
             _fail("draft and target must both be encoder-decoder or both decoder-only")
         if draft.device != target.device:
             _fail(f"draft is on {draft.device} but target is on {target.device}; put both on one device")
-    if method == "hf_assisted" and input_ids.shape[0] > 1:
-        _fail(f"hf_assisted: Hugging Face assisted generation supports batch size 1 only, got {input_ids.shape[0]}")
-    for name, model in (("target", target), ("draft", draft if method in NEEDS_DRAFT else None)):
+    if not spec.batch and input_ids.shape[0] > 1:
+        _fail(f"{method}: supports batch size 1 only, got {input_ids.shape[0]} rows")
+    for name, model in (("target", target), ("draft", draft if spec.needs_draft else None)):
         if model is None:
             continue
-        if method != "draft_greedy" or name == "draft":
+        if spec.uses_target or name == "draft":
             why = unsupported_cache(model)
             if why:
                 _fail(f"the {name} cannot be decoded with {method!r}: {why}")

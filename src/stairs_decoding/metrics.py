@@ -1,10 +1,10 @@
-"""Quality and speed-up metrics: sacrebleu BLEU/chrF, acceptance rate α, cost ratio c, the Leviathan bound."""
+"""Quality and speed-up metrics: sacrebleu BLEU/chrF, the acceptance rate α (defined here only), the Leviathan bound.
+
+The cost ratio c is measured, not derived: `timing.measure_cost_ratio`."""
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-
-import sacrebleu
 
 
 def bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
@@ -13,6 +13,8 @@ def bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
         return math.nan
     if list(hypotheses) == list(references):
         return 100.0
+    import sacrebleu
+
     return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score)
 
 
@@ -21,6 +23,8 @@ def chrf(hypotheses: Sequence[str], references: Sequence[str]) -> float:
         return math.nan
     if list(hypotheses) == list(references):
         return 100.0
+    import sacrebleu
+
     return float(sacrebleu.corpus_chrf(list(hypotheses), [list(references)]).score)
 
 
@@ -29,14 +33,6 @@ def acceptance_rate(accepted: Iterable[int], rejections: int) -> float:
     acc = sum(accepted)
     total = acc + rejections
     return acc / total if total else math.nan
-
-
-def cost_ratio_from_stats(draft_seconds: float, draft_calls: int, target_seconds: float,
-                          target_calls: int) -> float:
-    """c estimated from decoding stats: seconds per draft call / seconds per target call."""
-    if not draft_calls or not target_calls or target_seconds <= 0:
-        return math.nan
-    return (draft_seconds / draft_calls) / (target_seconds / target_calls)
 
 
 def speedup_bound(alpha: float, c: float, k: int) -> float:

@@ -5,8 +5,11 @@ with `hydra.utils.instantiate`, so other builders (e.g. a config-only random-wei
 writing a new function with the same keyword interface and pointing `_target_` at it. Builders return an
 `.eval()` model on the requested device and dtype.
 
-Metadata keys every node carries (used for cheap checks before anything heavy is loaded):
-`name`, `arch` (encoder_decoder | decoder_only), `vocab_size` (the checkpoint's config.vocab_size).
+Metadata keys every node carries (used for cheap checks before anything heavy is loaded, never passed to the
+builder, except `arch`, which builders take): `name`, `arch` (encoder_decoder | decoder_only), `vocab_size` (the
+checkpoint's config.vocab_size); and
+where they apply `tokenizer` (load the tokenizer from here instead of `checkpoint`), `chat_template` (wrap prompts
+in the tokenizer's chat template) and, for a controlled draft, `alpha` / `alpha_seed` (paper_scale.ControlledDraft).
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from .errors import HarnessError
 OFFLINE_HINT = "or use the shipped pair: python scripts/run.py experiment=tiny_cpu"
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
-_META_KEYS = ("name", "arch", "vocab_size", "tokenizer", "chat_template")
+META_KEYS = ("name", "vocab_size", "tokenizer", "chat_template", "alpha", "alpha_seed")   # `arch` is a builder arg
 _CACHE: dict = {}
 
 
@@ -152,8 +155,8 @@ def share_encoder(target, draft) -> bool:
     """If `draft`'s encoder has exactly the target's weights, make it the very same module and return True.
 
     `generate()` then runs the encoder once and gives its output to both models (identical numbers, one pass
-    less per input). The shipped tiny draft is built this way (scripts/train_tiny_pair.py). Output is unchanged
-    either way: the draft only proposes.
+    less per input). The shipped tiny draft is built this way (training.architecture.draft_from_target). Output is
+    unchanged either way: the draft only proposes.
     """
     if draft is None or not (target.config.is_encoder_decoder and draft.config.is_encoder_decoder):
         return False
@@ -172,16 +175,16 @@ def share_encoder(target, draft) -> bool:
 
 
 def load_pretrained(checkpoint: str, *, arch: str = "encoder_decoder", dtype="float32", device="auto",
-                    revision: str | None = None, name: str | None = None, vocab_size: int | None = None,
-                    tokenizer: str | None = None, chat_template: bool = False, **from_pretrained_kwargs):
-    """Builder for a pretrained checkpoint (hub id or local `save_pretrained` directory)."""
+                    revision: str | None = None, **from_pretrained_kwargs):
+    """Builder for a pretrained checkpoint (hub id or local `save_pretrained` directory); `arch` (encoder_decoder |
+    decoder_only) picks the Auto class that loads it."""
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
 
     if arch not in ("encoder_decoder", "decoder_only"):
-        raise HarnessError(f"model {name or checkpoint!r}: arch must be encoder_decoder or decoder_only, got {arch!r}")
+        raise HarnessError(f"model {checkpoint!r}: arch must be encoder_decoder or decoder_only, got {arch!r}")
     loader = AutoModelForSeq2SeqLM if arch == "encoder_decoder" else AutoModelForCausalLM
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     kwargs = dict(from_pretrained_kwargs)
@@ -204,6 +207,14 @@ def is_none_node(node) -> bool:
     return not d.get("_target_")
 
 
+def node_name(node) -> str:
+    """The name a model/draft node is recorded under ("none" for no draft)."""
+    if is_none_node(node):
+        return "none"
+    d = _node_dict(node)
+    return str(d.get("name") or d.get("checkpoint"))
+
+
 def build_model(node, *, dtype="float32", device="auto"):
     """Instantiate a `model`/`draft` node; dtype/device come from the run config unless the node sets them.
     Models are cached per process so a multirun on the basic launcher loads each checkpoint once."""
@@ -213,6 +224,8 @@ def build_model(node, *, dtype="float32", device="auto"):
     d = _node_dict(node)
     d.setdefault("dtype", dtype)
     d.setdefault("device", device)
+    name = d.get("name")
+    d = {k: v for k, v in d.items() if k not in META_KEYS}
     key = repr(sorted(d.items(), key=lambda kv: kv[0]))
     if key in _CACHE:
         return _CACHE[key]
@@ -222,7 +235,7 @@ def build_model(node, *, dtype="float32", device="auto"):
         cause = e.__cause__ if isinstance(e.__cause__, HarnessError) else None
         if cause is not None:
             raise cause from None
-        raise HarnessError(f"cannot build model {d.get('name')!r}: {str(e).splitlines()[0]}") from None
+        raise HarnessError(f"cannot build model {name!r}: {str(e).splitlines()[0]}") from None
     if hasattr(model, "eval"):
         model.eval()
     _CACHE[key] = model

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import torch
 
 from .compat import hook_cache
-from .metrics import speedup_bound
+from .errors import ArchitectureError
+from .models import resolve_dtype
 
 # -- architectures -------------------------------------------------------------------------------------------
 
@@ -61,9 +62,6 @@ T5_ARCHITECTURES: dict[str, T5Shape] = {
     "tiny-test-draft": T5Shape("(test only)", 32, 64, 16, 2, 1, 1, "relu", True, None, 512),
 }
 
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
-
 
 def canonical_name(name: str) -> str:
     """'t5_large_arch', 'T5-large', 't5_large' → 't5-large' (a key of T5_ARCHITECTURES)."""
@@ -73,7 +71,7 @@ def canonical_name(name: str) -> str:
             key = key[: -len(suffix)]
     key = key.replace("_", "-")
     if key not in T5_ARCHITECTURES:
-        raise ValueError(f"unknown T5 architecture {name!r}; valid: {', '.join(T5_ARCHITECTURES)} "
+        raise ArchitectureError(f"unknown T5 architecture {name!r}; valid: {', '.join(T5_ARCHITECTURES)} "
                          "(optionally with an _arch suffix, underscores or dashes)")
     return key
 
@@ -116,26 +114,24 @@ def _init_std(name: str, config) -> float | None:
     return f * config.d_model ** -0.5
 
 
-def build_architecture(architecture: str | None = None, *, seed: int = 0, dtype="float32", device="cpu",
-                       name: str | None = None, arch: str | None = None, vocab_size: int | None = None,
-                       init_factor: float = 1.0, **_metadata):
+def build_architecture(architecture: str, *, seed: int = 0, dtype="float32", device="cpu",
+                       arch: str = "encoder_decoder", init_factor: float = 1.0):
     """An `.eval()` `T5ForConditionalGeneration` with the published shape of `architecture` and seeded random
     weights (the scales of transformers' T5 init). Architecture-only: NOT the pretrained checkpoint.
 
     Fast: the model is created on the meta device, allocated once in the target dtype/device, and every
     parameter is filled in place from one seeded generator (no per-module Python init, no double allocation).
-    Same (architecture, seed, dtype) → same weights. Extra keyword arguments (`name`, `arch`, `vocab_size` — the
-    metadata that conf/model nodes carry for models.build_model) are accepted; `name` is used when
-    `architecture` is not given.
+    Same (architecture, seed, dtype) → same weights. `arch` is the config node's family, checked (T5 is
+    encoder-decoder).
     """
     from transformers import T5ForConditionalGeneration
     from transformers.utils import logging as hf_logging
 
-    key = canonical_name(architecture or name)
+    key = canonical_name(architecture)
+    if arch != "encoder_decoder":
+        raise ArchitectureError(f"{key} is an encoder-decoder architecture, but its config node says arch={arch!r}")
     config = t5_config(key, initializer_factor=init_factor)
-    if vocab_size is not None and int(vocab_size) != config.vocab_size:
-        raise ValueError(f"{key}: vocab_size {vocab_size} in the config node != {config.vocab_size}")
-    dt = _DTYPES[str(dtype)] if not isinstance(dtype, torch.dtype) else dtype
+    dt = resolve_dtype(dtype)
     dev = torch.device("cuda" if device in (None, "auto") and torch.cuda.is_available()
                        else "cpu" if device in (None, "auto") else device)
 
@@ -177,12 +173,6 @@ def parameter_count(name: str) -> int:
     with torch.device("meta"):
         model = T5ForConditionalGeneration(t5_config(name))
     return sum(p.numel() for p in model.parameters())
-
-
-def weight_bytes(name: str, dtype="float32") -> int:
-    shape = T5_ARCHITECTURES[canonical_name(name)]
-    n = shape.params or parameter_count(name)
-    return n * torch.tensor([], dtype=_DTYPES[str(dtype)]).element_size()
 
 
 # -- controlled-acceptance draft ------------------------------------------------------------------------------
@@ -327,8 +317,3 @@ class ControlledDraft:
 
     def __exit__(self, *exc) -> None:
         self.remove()
-
-
-# -- the speed-up bound ---------------------------------------------------------------------------------------
-# The Leviathan et al. bound, under the name this module's callers use (one definition, in metrics).
-ideal_speedup = speedup_bound

@@ -9,12 +9,15 @@ import json
 import math
 from pathlib import Path
 
+from .errors import NoRunsError
+from .methods import METHODS
+
 PAPER_REDUCTION_PCT = {"t5-large": 17.24, "t5-3b": 9.58}      # the paper's abstract (T5-small assistant)
-METHOD_STYLE = {
-    "stairs": {"color": "#1f77b4", "marker": "o", "label": "stairs (paper)"},
-    "stairs_cached": {"color": "#2ca02c", "marker": "s", "label": "stairs_cached (ours)"},
-    "hf_assisted": {"color": "#d62728", "marker": "^", "label": "HF assisted (transformers)"},
-}
+# Speculative methods, their figure style and the bar order: all from the method registry.
+METHOD_STYLE = {m.name: {"color": m.color, "marker": m.marker, "label": m.label} for m in METHODS.values()
+                if m.speculative}
+SPEC_METHODS = tuple(METHOD_STYLE)
+BAR_ORDER = ("greedy",) + SPEC_METHODS
 
 
 # -- shared helpers ---------------------------------------------------------------------------------------------
@@ -72,7 +75,8 @@ def _model_size(model: str) -> float:
 
 # -- paper-scale α sweep ----------------------------------------------------------------------------------------
 def load_alpha_sweep(runs) -> tuple:
-    """A summary DataFrame (rows of scripts/bench_paper_scale.py summary.csv files) and the runs' env.json dicts.
+    """A summary DataFrame (the summary.csv rows of controlled-draft runs, e.g. experiment=paper_scale_t5_large) and
+    the runs' env.json dicts.
     `runs`: a DataFrame, one run directory, or a list of run directories."""
     import pandas as pd
 
@@ -201,8 +205,6 @@ def crossing_alpha(runs, method: str, level_pct: float, model: str | None = None
 
 
 # -- experiment runs (scripts/run.py): tidy frames ---------------------------------------------------------------
-SPEC_METHODS = ("stairs", "stairs_cached", "hf_assisted")
-BAR_ORDER = ("greedy", "hf_assisted", "stairs", "stairs_cached")
 
 
 def run_dirs(runs) -> list[Path]:
@@ -216,14 +218,19 @@ def run_dirs(runs) -> list[Path]:
         else:                                   # a folder of runs (multirun, results/): every run below it
             dirs.extend(sorted(p.parent for p in r.rglob("summary.csv")))
     if not dirs:
-        raise FileNotFoundError(f"no run directories (with summary.csv or results.jsonl) under {list(map(str, runs))}")
+        raise NoRunsError(f"no run directories (with summary.csv or results.jsonl) under {list(map(str, runs))}")
     return dirs
 
 
 def is_alpha_sweep(run_dir) -> bool:
-    """A paper-scale controlled-α run (scripts/bench_paper_scale.py) rather than a scripts/run.py run."""
+    """A run with a controlled draft (its summary rows have a requested α), e.g. experiment=paper_scale_t5_large."""
+    import pandas as pd
+
     p = Path(run_dir) / "summary.csv"
-    return p.exists() and "alpha_requested" in p.read_text().splitlines()[0].split(",")
+    if not p.exists():
+        return False
+    df = pd.read_csv(p)
+    return "alpha_requested" in df.columns and bool(df["alpha_requested"].notna().any())
 
 
 def pair_label(model: str, draft: str) -> str:
@@ -244,7 +251,7 @@ def _load_runs(runs, filename: str, read):
         df["pair"] = [pair_label(m, dr) for m, dr in zip(df["model"], df["draft"])]
         frames.append(df)
     if not frames:
-        raise FileNotFoundError(f"no {filename} from scripts/run.py in the given runs")
+        raise NoRunsError(f"no {filename} of a run without a controlled draft in the given runs")
     return pd.concat(frames, ignore_index=True)
 
 
@@ -256,7 +263,7 @@ def load_results(runs):
 
 
 def load_summaries(runs):
-    """Every run's summary.csv (one row per method × k × model pair)."""
+    """Every run's summary.csv (one row per method × k × model pair), runs with a controlled draft left out."""
     import pandas as pd
 
     return _load_runs(runs, "summary.csv", pd.read_csv)
@@ -511,7 +518,7 @@ def pull_wandb(project: str, out_dir) -> list[Path]:
             if art.type == "results":
                 dirs.append(Path(art.download(root=str(Path(out_dir) / run.id))))
     if not dirs:
-        raise FileNotFoundError(f"no 'results' artifacts in W&B project {project!r}")
+        raise NoRunsError(f"no 'results' artifacts in W&B project {project!r}")
     return dirs
 
 

@@ -1,7 +1,7 @@
 """Run-directory files: append-only results.jsonl (resumable), summary.csv, env.json, config.yaml.
 
-results.jsonl holds one JSON object per (example, method, k) cell, written and fsync'ed as soon as it exists,
-so a crash, Ctrl-C or a tracker outage loses nothing already written. Greedy and draft_greedy use k = 0.
+results.jsonl holds one `records.Record` per (example, method, k, requested α) cell, written and fsync'ed as soon as
+it exists, so a crash, Ctrl-C or a tracker outage loses nothing already written. Methods without k use k = 0.
 """
 from __future__ import annotations
 
@@ -25,12 +25,22 @@ SUMMARY_COLUMNS = ["method", "k", "n", "median_s", "mean_s", "ci95_low", "ci95_h
                    "time_reduction_pct", "speedup", "mean_accepted", "alpha", "cost_ratio_c", "bound_speedup",
                    "achieved_over_bound", "bleu_vs_greedy", "bleu_vs_ref", "exact_match_rate", "model", "draft",
                    "task", "device",
-                   # extra (after the fixed columns): cross-checks
-                   "cost_ratio_c_rounds", "chrf_vs_ref", "mismatches"]
+                   # extra (after the fixed columns): cross-checks, the controlled draft's α, where the time went
+                   "cost_ratio_c_rounds", "chrf_vs_ref", "mismatches", "alpha_requested",
+                   "bound_speedup_requested_alpha", "target_s_per_ex", "draft_s_per_ex", "overhead_s_per_ex",
+                   "target_calls", "draft_calls"]
 
 
 def cell_key(record: dict) -> tuple:
-    return (str(record["example_id"]), record["method"], int(record["k"] or 0))
+    """(example, method, k, requested α): what makes a line of results.jsonl unique (and resumable)."""
+    return (str(record["example_id"]), record["method"], int(record["k"] or 0), record.get("alpha_requested"))
+
+
+def read_records(path: str | os.PathLike):
+    """The results file as `records.Record`s (older schema versions included)."""
+    from .records import Record
+
+    return [Record.from_dict(d) for d in read_results(path)]
 
 
 def read_results(path: str | os.PathLike, *, repair: bool = False) -> list[dict]:
@@ -74,7 +84,9 @@ class ResultsWriter:
         self.done = {cell_key(r) for r in self.existing}
         self._f = open(self.path, "a", encoding="utf-8")
 
-    def write(self, record: dict) -> None:
+    def write(self, record) -> None:
+        """Append one record (a `records.Record` or its dict)."""
+        record = record.to_dict() if hasattr(record, "to_dict") else record
         self._f.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._f.flush()
         os.fsync(self._f.fileno())

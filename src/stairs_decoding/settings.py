@@ -19,6 +19,8 @@ import torch
 from transformers import GenerationConfig, LogitsProcessorList
 from transformers.generation import logits_process as lp
 
+from .errors import SettingError  # noqa: F401  (raised here; defined with the other user errors)
+
 # Keyword settings of `generate()` that change greedy output and are honoured (through transformers' processors).
 GREEDY_SETTINGS = ("forced_bos_token_id", "forced_eos_token_id", "no_repeat_ngram_size", "min_length",
                    "min_new_tokens", "repetition_penalty", "bad_words_ids", "suppress_tokens",
@@ -40,8 +42,6 @@ _REFUSED = {"stop_strings": None, "max_time": None, "guidance_scale": (None, 1, 
             "dola_layers": None, "prompt_lookup_num_tokens": None, "assistant_early_exit": None}
 
 
-class SettingError(ValueError):
-    """A generation setting that cannot be honoured exactly (raised before any work)."""
 
 
 @dataclass

@@ -39,9 +39,11 @@ class DecodingStats:
 
     @property
     def acceptance_rate(self) -> float | None:
-        """Per-token acceptance α = accepted / (accepted + rejected rounds); None without rounds."""
-        total = sum(self.accepted) + self.rejections
-        return sum(self.accepted) / total if total else None
+        """Per-token acceptance α (metrics.acceptance_rate); None without rounds."""
+        from .metrics import acceptance_rate
+
+        alpha = acceptance_rate(self.accepted, self.rejections)
+        return None if alpha != alpha else alpha
 
     @property
     def mean_accepted(self) -> float | None:

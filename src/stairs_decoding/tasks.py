@@ -1,7 +1,8 @@
-"""Tasks: a config node → a list of examples `{"id", "source", "reference"}`.
+"""Tasks: a config node → a list of examples `{"id", "source", "reference"}` (text) or `{"id", "input_ids"}`.
 
-`task.loader` names a builder with `_target_`: `hub_examples` (a `datasets` hub set, e.g. WMT or CNN/DM) or
-`jsonl_examples` (the offline sets shipped in data/). `load_task` then selects `num_examples` (+ warm-up)
+`task.loader` names a builder with `_target_`: `hub_examples` (a `datasets` hub set, e.g. WMT or CNN/DM),
+`jsonl_examples` (the offline sets shipped in data/) or `random_token_examples` (seeded random prompts for
+architecture-only timing: no tokenizer, no reference). `load_task` then selects `num_examples` (+ warm-up)
 deterministically (`shuffle` with `seed`).
 """
 from __future__ import annotations
@@ -34,8 +35,7 @@ def _rows_to_examples(rows, *, source_field: str, reference_field: str, id_field
 
 
 def jsonl_examples(path: str, *, split: str = "train", source_field: str = "source",
-                   reference_field: str = "target", id_field: str | None = "id", prefix: str = "",
-                   limit: int | None = None) -> list[dict]:
+                   reference_field: str = "target", id_field: str | None = "id", prefix: str = "") -> list[dict]:
     """A shipped JSONL file, read with `datasets.load_dataset("json", data_files=...)`."""
     import datasets
 
@@ -66,6 +66,22 @@ def hub_examples(path: str, *, name: str | None = None, split: str = "test", sou
                              prefix=prefix, id_prefix=f"{split}-")
 
 
+def random_token_examples(*, length: int, vocab_size: int, seed: int = 0, low: int = 2,
+                          limit: int | None = None) -> list[dict]:
+    """`limit` prompts of `length` token ids drawn uniformly from [low, vocab_size) by one seeded generator (the
+    same seed gives the same prompts); they only set the encoder's (or prompt's) cost."""
+    import torch
+
+    if limit is None:
+        raise HarnessError("random_token_examples needs task.num_examples (a number of prompts), not null")
+    if not 0 <= low < vocab_size or length < 1:
+        raise HarnessError(f"random_token_examples: need length >= 1 and 0 <= low < vocab_size, got length={length}, "
+                           f"low={low}, vocab_size={vocab_size}")
+    g = torch.Generator().manual_seed(int(seed))
+    return [{"id": f"random-{i}", "input_ids": torch.randint(low, vocab_size, (length,), generator=g).tolist(),
+             "source": None, "reference": None} for i in range(int(limit))]
+
+
 def load_task(node, *, extra: int = 0) -> list[dict]:
     """Examples for a task node: `num_examples` (+ `extra` more, used for warm-up when available)."""
     from hydra.errors import InstantiationException
@@ -82,7 +98,8 @@ def load_task(node, *, extra: int = 0) -> list[dict]:
     n = d.get("num_examples")
     want = None if n is None else int(n) + int(extra)
     loader = dict(d["loader"])
-    if not d.get("shuffle") and want is not None and "hub_examples" in loader.get("_target_", ""):
+    target = loader.get("_target_", "")
+    if want is not None and ("random_token_examples" in target or (not d.get("shuffle") and "hub_examples" in target)):
         loader.setdefault("limit", want)
     try:
         examples = instantiate(loader)

@@ -18,13 +18,27 @@ def synchronize(device: torch.device | str | None = None) -> None:
         torch.cuda.synchronize(dev)
 
 
+class Clock:
+    """The one timing primitive: perf_counter read after waiting for queued GPU work on `device`, so that a
+    difference of two readings is the real time of what ran between them."""
+
+    def __init__(self, device: torch.device | str | None = None):
+        dev = torch.device(device) if device is not None else None
+        cuda = torch.cuda.is_available() and (dev is None or dev.type == "cuda")
+        self._sync = (lambda: torch.cuda.synchronize(dev)) if cuda else None
+
+    def __call__(self) -> float:
+        if self._sync is not None:
+            self._sync()
+        return time.perf_counter()
+
+
 def timed(fn: Callable, device=None):
     """Run `fn()` between two synchronisations; returns (result, seconds)."""
-    synchronize(device)
-    t0 = time.perf_counter()
+    clock = Clock(device)
+    t0 = clock()
     out = fn()
-    synchronize(device)
-    return out, time.perf_counter() - t0
+    return out, clock() - t0
 
 
 def interleaved_order(cells: Sequence, example_index: int, *, rotate: bool = True, pinned: int = 0) -> list:
@@ -104,13 +118,12 @@ def decoder_step_seconds(model, input_ids: torch.Tensor, *, context: int = 32, s
     length = cache.get_seq_length()
     tok = filler[:, -1:]
     times = []
+    clock = Clock(device)
     for _ in range(repeats):
         for _ in range(steps):
-            synchronize(device)
-            t0 = time.perf_counter()
+            t0 = clock()
             step(tok, cache)
-            synchronize(device)
-            times.append(time.perf_counter() - t0)
+            times.append(clock() - t0)
             cache.crop(length - cache.get_seq_length())   # negative = positions to drop
     return statistics.median(times[min(4, len(times) - 1):])   # the first steps of a burst run cold
 

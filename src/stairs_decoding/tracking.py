@@ -21,9 +21,6 @@ class Tracker:
     def finish(self) -> None: ...
 
 
-NullTracker = Tracker
-
-
 def _has_wandb_credentials() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True

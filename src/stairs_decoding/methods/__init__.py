@@ -1,15 +1,84 @@
-"""One module per decoding method; `METHODS` maps a method name to its module."""
-from . import draft_greedy, greedy, hf_assisted, stairs, stairs_cached
+"""The method registry: one `Method` descriptor per decoding method, read by `generate()`, the harness, the report
+and the tests. A new method is its own module plus one `register(Method(...))` line below; the tests parametrize
+over `METHODS`, so it is tested from then on.
 
-METHODS = {
-    "greedy": greedy,
-    "stairs": stairs,
-    "stairs_cached": stairs_cached,
-    "hf_assisted": hf_assisted,
-    "draft_greedy": draft_greedy,
-}
-NEEDS_DRAFT = ("stairs", "stairs_cached", "hf_assisted", "draft_greedy")
-SPECULATIVE = ("stairs", "stairs_cached", "hf_assisted")
-SCHEDULES = ("constant", "heuristic")
+A descriptor's `module` is the method's code. Our own methods' modules define `run(target_state, draft_state, seq,
+*, k, schedule, stats)` over the shared decoding state (methods/_engine.py builds it); a method that drives
+transformers itself (hf_assisted, hf_greedy) defines `generate_run(target, draft, input_ids, attention_mask, *, k,
+max_new_tokens, schedule, settings, stats, clock)` instead. `Method.run` is that call either way, and returns the new
+tokens of each row; `generate()` has validated the arguments against the descriptor first.
+"""
+from __future__ import annotations
 
-__all__ = ["METHODS", "NEEDS_DRAFT", "SPECULATIVE", "SCHEDULES"]
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import draft_greedy, greedy, hf_assisted, hf_greedy, stairs, stairs_cached
+from ._engine import engine_run
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    module: object                        # the method's code (see the module docstring)
+    summary: str                          # one line, for docs and errors
+    needs_draft: bool = False
+    uses_target: bool = True              # False: the draft alone (draft_greedy)
+    uses_k: bool = False                  # k (num_draft_tokens) means something; else recorded as k = 0
+    speculative: bool = False             # draft proposes, target verifies: α, bound and c apply
+    exact: bool = True                    # returns the target's greedy output (draft_greedy does not)
+    schedules: tuple[str, ...] = ("constant",)
+    batch: bool = True                    # batch size > 1 accepted
+    sampling: bool = False                # do_sample=True supported (none yet)
+    label: str = ""                       # legend label in figures
+    color: str = "#555555"
+    marker: str = "o"
+
+    @property
+    def run(self) -> Callable:
+        own = getattr(self.module, "generate_run", None)
+        return own if own is not None else (lambda *args, **kw: engine_run(self, *args, **kw))
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    if method.name in METHODS:
+        raise ValueError(f"method {method.name!r} is registered twice")
+    METHODS[method.name] = method
+    return method
+
+
+register(Method("greedy", greedy, "the target alone, KV cache, one decoder call per token (the reference)",
+                label="greedy (target alone)", color="#555555", marker="D"))
+register(Method("stairs", stairs, "the paper's stairs batch: k+1 prefixes verified in one uncached forward",
+                needs_draft=True, uses_k=True, speculative=True, schedules=("constant", "heuristic"),
+                label="stairs (paper)", color="#1f77b4", marker="o"))
+register(Method("stairs_cached", stairs_cached, "ours: one causal row of k+1 tokens through persistent "
+                "KV caches, rolled back after each round", needs_draft=True, uses_k=True, speculative=True,
+                schedules=("constant", "heuristic"), label="stairs_cached (ours)", color="#2ca02c", marker="s"))
+register(Method("hf_assisted", hf_assisted, "Hugging Face assisted generation, target.generate("
+                "assistant_model=draft), constant k", needs_draft=True, uses_k=True, speculative=True, batch=False,
+                label="HF assisted (transformers)", color="#d62728", marker="^"))
+register(Method("draft_greedy", draft_greedy, "the draft alone, greedily (the quality/speed floor)",
+                needs_draft=True, uses_target=False, exact=False, label="draft alone", color="#9467bd", marker="v"))
+register(Method("hf_greedy", hf_greedy, "transformers' own target.generate(do_sample=False): the overhead "
+                "reference for our greedy loop", label="HF greedy (transformers)", color="#8c564b", marker="x"))
+
+SCHEDULES = tuple(dict.fromkeys(s for m in METHODS.values() for s in m.schedules))
+
+
+def get(name: str) -> Method:
+    """The descriptor of `name`; KeyError with the valid names otherwise."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise KeyError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}") from None
+
+
+def speculative() -> list[str]:
+    return [m.name for m in METHODS.values() if m.speculative]
+
+
+__all__ = ["METHODS", "Method", "SCHEDULES", "get", "register", "speculative"]

@@ -9,7 +9,6 @@ draft is one `rollback()`.
 from __future__ import annotations
 
 import inspect
-import time
 
 import torch
 from transformers import DynamicCache, EncoderDecoderCache
@@ -17,6 +16,7 @@ from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 from transformers.modeling_outputs import BaseModelOutput
 
 from ..compat import output_cache, with_cache
+from ..timing import Clock
 
 # Cache layers whose rollback (crop) is exact; a sliding-window layer only after activate_past_recording().
 ROLLBACK_LAYERS = (DynamicLayer, DynamicSlidingWindowLayer)
@@ -53,18 +53,6 @@ def unsupported_cache(model) -> str | None:
         return (f"model type {kind!r} keeps recurrent state ({', '.join(odd)}); only attention KV caches (full or "
                 "sliding-window) are supported")
     return None
-
-
-class Clock:
-    """perf_counter that first waits for queued GPU work, so per-model times are real."""
-
-    def __init__(self, device: torch.device):
-        self._sync = torch.cuda.synchronize if device.type == "cuda" else None
-
-    def __call__(self) -> float:
-        if self._sync is not None:
-            self._sync()
-        return time.perf_counter()
 
 
 class Sequence:

@@ -22,7 +22,7 @@ from transformers import GenerationConfig
 
 from ..compat import hook_cache
 from ..stats import DecodingStats
-from ._state import Clock
+from ..timing import Clock
 
 
 class _Meter:
@@ -113,8 +113,9 @@ def _config_for_hf(settings, target, max_new_tokens: int) -> GenerationConfig:
     return config
 
 
-def run_hf(target, draft, input_ids, attention_mask, *, k: int, max_new_tokens: int, settings, stats: DecodingStats,
-           clock: Clock) -> list[list[int]]:
+def generate_run(target, draft, input_ids, attention_mask, *, k: int, max_new_tokens: int, schedule: str, settings,
+                 stats: DecodingStats, clock: Clock) -> list[list[int]]:
+    """`target.generate(assistant_model=draft)` with k draft tokens per round (constant), metered."""
     enc_dec = bool(target.config.is_encoder_decoder)
     eos_ids = settings.eos_ids
     if draft is target:

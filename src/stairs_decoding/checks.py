@@ -1,0 +1,209 @@
+"""What an experiment checks before any expensive work (models, data): its cells, counts, resume state and outputs.
+
+`plan(cfg, run_dir)` runs every check and returns the run's cells; each failure is one `HarnessError` line.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from . import config as _config
+from .errors import HarnessError
+from .methods import METHODS, SCHEDULES
+from .models import check_available, check_pair_config, is_none_node, node_name
+from .records import Cell, Record
+from .results import CONFIG_FILE, RESULTS_FILE, write_summary
+
+
+def _int(value, where: str, *, minimum: int, none_ok: bool = False, hint: str = ""):
+    if value is None and none_ok:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise HarnessError(f"{where} must be an integer >= {minimum}{hint}, got {value!r}")
+    return value
+
+
+def check_counts(cfg: DictConfig) -> None:
+    """task.num_examples (null = all), task.max_new_tokens, warmup_examples and warmup_max_new_tokens."""
+    _int(cfg.task.get("num_examples"), "task.num_examples", minimum=1, none_ok=True, hint=" (or null for the whole "
+         "task)")
+    _int(cfg.task.get("max_new_tokens"), "task.max_new_tokens", minimum=1)
+    _int(cfg.get("warmup_examples", 0), "warmup_examples", minimum=0, none_ok=True)
+    _int(cfg.get("warmup_max_new_tokens"), "warmup_max_new_tokens", minimum=1, none_ok=True)
+
+
+def _alpha(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise HarnessError(f"{where}: the controlled draft's acceptance rate alpha must be a number in [0, 1], "
+                           f"got {value!r}")
+    return float(value)
+
+
+def _axes(cfg: DictConfig) -> tuple[list, list, list, str, dict, str]:
+    """methods, ks, alphas, schedule, per-method overrides, and where they came from (for messages)."""
+    schedule = cfg.method.get("schedule", "constant") or "constant"
+    controlled = None if is_none_node(cfg.get("draft")) else cfg.draft.get("alpha")
+    sweep = cfg.get("sweep")
+    if not sweep:
+        return ([cfg.method.name], [cfg.method.get("num_draft_tokens")], [controlled], schedule, {}, "method")
+    ks = sweep.get("num_draft_tokens")
+    alphas = sweep.get("alphas")
+    if alphas is not None and controlled is None:
+        raise HarnessError("sweep.alphas needs a controlled draft (a draft node with alpha, e.g. draft=controlled)")
+    per = sweep.get("per_method")
+    per = OmegaConf.to_container(per, resolve=True) if per is not None else {}
+    return (list(sweep.get("methods") or [cfg.method.name]),
+            list(ks) if ks is not None else [cfg.method.get("num_draft_tokens")],
+            list(alphas) if alphas is not None else [controlled], sweep.get("schedule", schedule) or schedule, per,
+            "sweep")
+
+
+def plan_cells(cfg: DictConfig) -> list[Cell]:
+    """The cells of one run: greedy first (the reference), then each method at each k and α (k = 0 for methods
+    without k; α only for speculative methods with a controlled draft). `sweep.per_method.<name>` may give a
+    method its own `num_draft_tokens` / `alphas`."""
+    methods, ks, alphas, schedule, per, where = _axes(cfg)
+    if schedule not in SCHEDULES:
+        raise HarnessError(f"unknown schedule {schedule!r}; valid schedules: {', '.join(SCHEDULES)}")
+    for m in list(methods) + list(per):
+        if m not in METHODS:
+            raise HarnessError(f"unknown method {m!r}; valid methods: {', '.join(METHODS)}")
+    cells = [Cell("greedy")]
+    for name in methods:
+        m = METHODS[name]
+        own = per.get(name, {})
+        m_ks = [_int(k, f"{where}: num_draft_tokens (k)", minimum=1) for k in own.get("num_draft_tokens", ks)] \
+            if m.uses_k else [0]
+        m_alphas = [None if a is None else _alpha(a, where) for a in own.get("alphas", alphas)] \
+            if m.speculative else [None]
+        if schedule not in m.schedules and where == "method":
+            raise HarnessError(f"method {name!r} does not support schedule={schedule!r} (it supports: "
+                               f"{', '.join(m.schedules)})")
+        for a in m_alphas:
+            for k in m_ks:   # a sweep's schedule applies where supported; the record says which one ran
+                cell = Cell(name, k, a, schedule if schedule in m.schedules else "constant")
+                if cell not in cells:
+                    cells.append(cell)
+    return cells
+
+
+# Keys a resumed run may change: where output goes and how it is shown, where the checkout is.
+RESUME_MAY_CHANGE = ("logger", "resume", "progress", "paths")
+
+
+def portable(obj, root: str):
+    """`obj` (a resolved config container) with paths inside the checkout `root` made relative to it, so that
+    config.yaml and env.json name no directory of the machine that wrote them."""
+    root = str(Path(root).resolve())
+    if isinstance(obj, dict):
+        return {k: portable(v, root) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [portable(v, root) for v in obj]
+    if isinstance(obj, str) and (obj == root or obj.startswith(root + os.sep)):
+        return os.path.relpath(obj, root)
+    return obj
+
+
+def _flat(obj, prefix: str = "") -> dict:
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out or {prefix[:-1]: {}}
+    return {prefix[:-1]: obj}
+
+
+def config_differences(saved: dict, current: dict, ignore=RESUME_MAY_CHANGE) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs ("key (saved -> now)"), ignored top-level
+    keys left out."""
+    a = {k: v for k, v in _flat(saved).items() if k.split(".")[0] not in ignore}
+    b = {k: v for k, v in _flat(current).items() if k.split(".")[0] not in ignore}
+    missing = object()
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key, missing), b.get(key, missing)
+        if va != vb:
+            show = lambda v: "unset" if v is missing else repr(v)  # noqa: E731
+            out.append(f"{key} ({show(va)} -> {show(vb)})")
+    return out
+
+
+def check_resume(cfg: DictConfig, run_dir: Path) -> None:
+    """A results.jsonl in `run_dir` may only be continued (resume=true) by the configuration that made it."""
+    results_path = run_dir / RESULTS_FILE
+    if not (results_path.exists() and results_path.stat().st_size > 0):
+        return
+    if not cfg.get("resume", False):
+        raise HarnessError(f"{results_path} already exists; pass resume=true to continue it, or choose another "
+                           "hydra.run.dir")
+    root = _config.repo_root()
+    current = portable(OmegaConf.to_container(cfg, resolve=True), root)
+    saved_path = run_dir / CONFIG_FILE
+    if saved_path.exists():
+        saved = portable(OmegaConf.to_container(OmegaConf.load(saved_path), resolve=False), root)
+        diff = config_differences(saved, current)
+        if diff:
+            more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""
+            raise HarnessError(f"resume: {run_dir} was made by another configuration: {'; '.join(diff[:4])}{more}; "
+                               "resume with the same settings, or choose another hydra.run.dir")
+        return
+    names = (node_name(cfg.model), node_name(cfg.draft), str(cfg.task.name))
+    for line in results_path.read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if (r.get("model"), r.get("draft"), r.get("task")) != names:
+            raise HarnessError(f"{results_path} holds results of model={r.get('model')} draft={r.get('draft')} "
+                               f"task={r.get('task')}, not of this configuration; choose another hydra.run.dir")
+        break
+
+
+
+
+def check_outputs(run_dir: Path) -> None:
+    """What would otherwise fail only after the last example: the run directory is writable, and the summary,
+    table and summary.csv can be made (rehearsed on made-up records)."""
+    from .summary import format_table, summary_rows
+
+    probe = run_dir / ".write-test"
+    try:
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise HarnessError(f"run directory {run_dir} is not writable: {e.strerror or e}") from None
+    fake = [Record(example_id=str(i), method=m, k=k, seconds=1.0 + i, new_tokens=3, tokens=[1, 2, 3],
+                   target_calls=2, target_seconds=0.5, draft_calls=2 if k else 0, draft_seconds=0.1,
+                   accepted=[1] if k else [], rejections=1 if k else 0, output="a b c", reference="a b d",
+                   matches_greedy=True) for i in range(2) for m, k in (("greedy", 0), ("stairs_cached", 2))]
+    probe = run_dir / ".summary-test.csv"
+    try:
+        __import__("tqdm")   # the progress bar
+        rows = summary_rows(fake, cost_ratio_c=0.5)
+        format_table(rows)
+        write_summary(probe, rows)
+    except ImportError as e:
+        raise HarnessError(f"{e.name or e} is not installed, but the run's summary needs it; "
+                           "pip install -e . installs every dependency") from None
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def plan(cfg: DictConfig, run_dir: Path) -> list[Cell]:
+    """Every cheap check, in the order a user would want to hear about them; returns the run's cells."""
+    cells = plan_cells(cfg)
+    has_draft = not is_none_node(cfg.get("draft"))
+    needing = sorted({c.method for c in cells if METHODS[c.method].needs_draft})
+    if needing and not has_draft:
+        raise HarnessError(f"method(s) {', '.join(needing)} need a draft model, but draft=none; "
+                           "choose one, e.g. draft=tiny_draft")
+    check_counts(cfg)
+    check_pair_config(cfg.model, cfg.draft if has_draft else None)
+    check_available(cfg.model)
+    check_available(cfg.draft if has_draft else None)
+    check_resume(cfg, run_dir)
+    check_outputs(run_dir)
+    return cells

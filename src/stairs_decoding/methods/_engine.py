@@ -1,0 +1,41 @@
+"""Our own decoding loop's entry: build the shared `Sequence` and each model's `ModelState`, run a method module's
+phases (propose → verify → accept → update, in the module), collect the stats."""
+from __future__ import annotations
+
+import torch
+
+from ._state import ModelState, Sequence
+
+
+def engine_run(method, target, draft, input_ids, attention_mask, *, k, max_new_tokens, schedule, settings, stats,
+               clock):
+    """Run registry entry `method` (its module's `run`) on our engine; returns the new tokens of each row."""
+    module = method.module
+    uses_target, uses_draft = method.uses_target, method.needs_draft
+    first = target if uses_target else draft
+    enc_dec = bool(first.config.is_encoder_decoder)
+    if enc_dec:
+        prefix = torch.full((input_ids.shape[0], 1), settings.decoder_start_id, dtype=torch.long,
+                            device=input_ids.device)
+        prefix_mask = None
+    else:
+        prefix, prefix_mask = input_ids, attention_mask
+    eos = torch.tensor(settings.eos_ids, device=input_ids.device) if settings.eos_ids else None
+    seq = Sequence(prefix, prefix_mask, max_new_tokens=max_new_tokens, eos_ids=eos, pad_id=settings.pad_id,
+                   settings=settings)
+    rolls_back = bool(getattr(module, "ROLLS_BACK", False))
+    enc_input = input_ids if enc_dec else prefix
+    tstate = ModelState(target, enc_input, attention_mask, clock, rollback=rolls_back) if uses_target else None
+    # a draft whose encoder module is the target's (see models.share_encoder) reuses the target's encoder output
+    shared = tstate is not None and tstate.enc_dec and uses_draft and draft.get_encoder() is target.get_encoder()
+    dstate = (ModelState(draft, enc_input, attention_mask, clock, rollback=rolls_back,
+                         encoder_outputs=tstate.encoder_outputs if shared else None) if uses_draft else None)
+    module.run(tstate, dstate, seq, k=k, schedule=schedule, stats=stats)
+
+    tokens = seq.outputs()
+    stats.new_tokens = sum(len(t) for t in tokens)
+    if tstate is not None:
+        stats.target_calls, stats.target_seconds = tstate.calls, tstate.seconds
+    if dstate is not None:
+        stats.draft_calls, stats.draft_seconds = dstate.calls, dstate.seconds
+    return tokens

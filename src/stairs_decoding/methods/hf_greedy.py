@@ -1,0 +1,32 @@
+"""transformers' own greedy loop, `target.generate(do_sample=False)`, with the same resolved generation settings:
+the reference for our greedy loop's overhead (it returns the same tokens; only the loop around the model differs)."""
+from __future__ import annotations
+
+from ..stats import DecodingStats
+from ..timing import Clock
+from .hf_assisted import _config_for_hf, _Meter
+
+
+def generate_run(target, draft, input_ids, attention_mask, *, k: int, max_new_tokens: int, schedule: str, settings,
+                 stats: DecodingStats, clock: Clock) -> list[list[int]]:
+    config = _config_for_hf(settings, target, max_new_tokens)
+    meters = [_Meter(target, clock)]
+    if target.config.is_encoder_decoder:
+        meters.append(_Meter(target.get_encoder(), clock))
+    try:
+        out = target.generate(input_ids, attention_mask=attention_mask, generation_config=config)
+    finally:
+        for m in meters:
+            m.remove()
+    prefix = 1 if target.config.is_encoder_decoder else input_ids.shape[1]
+    rows = []
+    for row in out[:, prefix:].tolist():
+        for i, tok in enumerate(row):
+            if tok in settings.eos_ids:
+                row = row[:i + 1]
+                break
+        rows.append(row)
+    stats.new_tokens = sum(len(r) for r in rows)
+    stats.target_calls = meters[0].calls
+    stats.target_seconds = sum(m.seconds for m in meters)
+    return rows

@@ -1,0 +1,122 @@
+"""The one summary: records (records.Record) → one row per cell (method, k, requested α), the console table.
+
+Time reduction and speed-up are paired with greedy on the same examples (ratio of total seconds; an example with
+several greedy runs uses their mean). α is pooled per cell (metrics.acceptance_rate), the bound is Leviathan et
+al.'s at the run's measured cost ratio c. Every runner's summary.csv comes from `summary_rows`.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+
+from . import metrics, timing
+from .methods import METHODS
+from .records import Record
+
+
+def _greedy_reference(records: list[Record]) -> tuple[dict, float]:
+    """Per example: mean greedy seconds; and greedy's seconds per target decoder call (one greedy step)."""
+    runs: dict[str, list[float]] = {}
+    for r in records:
+        if r.method == "greedy":
+            runs.setdefault(r.example_id, []).append(r.seconds)
+    greedy = [r for r in records if r.method == "greedy"]
+    calls = sum(r.target_calls for r in greedy)
+    step = sum(r.target_seconds for r in greedy) / calls if calls else math.nan
+    return {ex: statistics.fmean(v) for ex, v in runs.items()}, step
+
+
+def _quality(recs: list[Record], greedy_out: dict) -> dict:
+    hyps = [r.output for r in recs if r.output is not None]
+    refs = [r.reference or "" for r in recs if r.output is not None]
+    paired = [r for r in recs if r.output is not None and greedy_out.get(r.example_id) is not None]
+    return {
+        "bleu_vs_greedy": (metrics.bleu([r.output for r in paired], [greedy_out[r.example_id] for r in paired])
+                           if paired else math.nan),
+        "bleu_vs_ref": metrics.bleu(hyps, refs) if hyps and any(refs) else math.nan,
+        "chrf_vs_ref": metrics.chrf(hyps, refs) if hyps and any(refs) else math.nan,
+        "exact_match_rate": sum(1 for r in recs if r.matches_greedy) / len(recs),
+        "mismatches": sum(1 for r in recs if r.matches_greedy is False),
+    }
+
+
+def _cell_row(method: str, k: int, alpha_req, recs: list[Record], greedy_s: dict, greedy_step: float,
+              greedy_out: dict, c: float) -> dict:
+    spec = METHODS[method].speculative if method in METHODS else False
+    paired = [r for r in recs if r.example_id in greedy_s]
+    t_m = sum(r.seconds for r in paired)
+    t_g = sum(greedy_s[r.example_id] for r in paired)
+    total = sum(r.seconds for r in recs)
+    accepted = [a for r in recs for a in r.accepted]
+    alpha = metrics.acceptance_rate(accepted, sum(r.rejections for r in recs)) if spec else math.nan
+    bound = metrics.speedup_bound(alpha, c, k) if spec else (1.0 if method == "greedy" else math.nan)
+    speedup = t_g / t_m if paired and t_m > 0 else math.nan
+    d_calls = sum(r.draft_calls for r in recs)
+    first = recs[0]
+    return {
+        "method": method, "k": k, **timing.summarize([r.seconds for r in recs]),
+        "tokens_per_s": sum(r.new_tokens for r in recs) / total if total > 0 else math.nan,
+        "time_reduction_pct": 100.0 * (1.0 - t_m / t_g) if paired and t_g > 0 else math.nan,
+        "speedup": speedup,
+        "mean_accepted": statistics.fmean(accepted) if accepted else math.nan,
+        "alpha": alpha,
+        "cost_ratio_c": c if method in METHODS and METHODS[method].needs_draft else math.nan,
+        "bound_speedup": bound,
+        "achieved_over_bound": speedup / bound if bound and not math.isnan(bound) else math.nan,
+        **_quality(recs, greedy_out),
+        "model": first.model, "draft": first.draft,          # the run's pair, on every row (greedy's too)
+        "task": first.task, "device": first.device,
+        "alpha_requested": alpha_req,
+        "bound_speedup_requested_alpha": (metrics.speedup_bound(alpha_req, c, k) if spec and alpha_req is not None
+                                          else math.nan),
+        "cost_ratio_c_rounds": ((sum(r.draft_seconds for r in recs) / d_calls) / greedy_step
+                                if d_calls and greedy_step and not math.isnan(greedy_step) else math.nan),
+        "target_s_per_ex": statistics.fmean(r.target_seconds for r in recs),
+        "draft_s_per_ex": statistics.fmean(r.draft_seconds for r in recs),
+        "overhead_s_per_ex": statistics.fmean(r.overhead_seconds for r in recs),
+        "target_calls": statistics.fmean(r.target_calls for r in recs),
+        "draft_calls": statistics.fmean(r.draft_calls for r in recs),
+    }
+
+
+def summary_rows(records: list[Record], *, cost_ratio_c: float) -> list[dict]:
+    """One row per (method, k, requested α) of `records`, in first-seen order (NaN where a value does not apply)."""
+    by_cell: dict[tuple, list[Record]] = {}
+    for r in records:
+        by_cell.setdefault((r.method, int(r.k), r.alpha_requested), []).append(r)
+    greedy_s, greedy_step = _greedy_reference(records)
+    greedy_out = {r.example_id: r.output for r in records if r.method == "greedy"}
+    return [_cell_row(m, k, a, recs, greedy_s, greedy_step, greedy_out, cost_ratio_c)
+            for (m, k, a), recs in by_cell.items()]
+
+
+def clean(rows: list[dict]) -> list[dict]:
+    """NaN → None (for CSV/W&B/JSON)."""
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows]
+
+
+TABLE_COLUMNS = {"method": "method", "k": "k", "alpha_requested": "alpha req.", "n": "n", "median_s": "median s/ex",
+                 "tokens_per_s": "tok/s", "time_reduction_pct": "time red. %", "speedup": "speed-up",
+                 "mean_accepted": "acc/round", "alpha": "alpha", "cost_ratio_c": "c", "bound_speedup": "bound",
+                 "achieved_over_bound": "ach/bound", "bleu_vs_greedy": "BLEU vs greedy", "bleu_vs_ref": "BLEU vs ref",
+                 "exact_match_rate": "exact"}
+_FORMATS = {"alpha req.": "{:.2f}", "median s/ex": "{:.4f}", "tok/s": "{:.1f}", "time red. %": "{:+.1f}",
+            "speed-up": "{:.3f}", "acc/round": "{:.2f}", "alpha": "{:.3f}", "c": "{:.3f}", "bound": "{:.3f}",
+            "ach/bound": "{:.3f}", "BLEU vs greedy": "{:.1f}", "BLEU vs ref": "{:.1f}", "exact": "{:.2f}"}
+
+
+def format_table(rows: list[dict]) -> str:
+    """The console table of a run (the α column only when a controlled draft set one)."""
+    import pandas as pd
+
+    if not rows:
+        return "(no results)"
+    cols = dict(TABLE_COLUMNS)
+    if all(r.get("alpha_requested") is None for r in rows):
+        cols.pop("alpha_requested")
+    df = pd.DataFrame(rows)[list(cols)].rename(columns=cols)
+    for col, f in _FORMATS.items():
+        if col in df:
+            df[col] = df[col].map(lambda v, f=f: "-" if v is None or (isinstance(v, float) and math.isnan(v))
+                                  else f.format(v))
+    return df.to_string(index=False)

@@ -1,0 +1,79 @@
+"""The summary behind every table and figure (summary.summary_rows), on hand-made records whose answers are known."""
+import math
+
+import pytest
+
+from stairs_decoding import timing
+from stairs_decoding.records import SCHEMA, Cell, Record
+from stairs_decoding.report import best_k
+from stairs_decoding.summary import clean, format_table, summary_rows
+
+
+def rec(ex, method, k, seconds, *, accepted=(), rejections=0, alpha=None, tokens=(1, 2, 3), draft_calls=0,
+        draft_seconds=0.0, target_calls=3, target_seconds=0.3, output="a b c"):
+    return Record(example_id=str(ex), method=method, k=k, seconds=seconds, new_tokens=len(tokens),
+                  tokens=list(tokens), accepted=list(accepted), rejections=rejections, alpha_requested=alpha,
+                  draft_calls=draft_calls, draft_seconds=draft_seconds, target_calls=target_calls,
+                  target_seconds=target_seconds, output=output, reference="a b c", matches_greedy=True,
+                  model="m", draft="d", task="t", device="cpu")
+
+
+def test_speed_up_is_the_ratio_of_total_seconds_paired_by_example():
+    records = [rec(0, "greedy", 0, 1.0), rec(1, "greedy", 0, 3.0),
+               rec(0, "stairs_cached", 2, 0.5, accepted=[2, 1], rejections=1),
+               rec(1, "stairs_cached", 2, 1.5, accepted=[0, 2], rejections=1),
+               rec(2, "stairs_cached", 2, 9.0, accepted=[1], rejections=0)]   # no greedy on example 2: not paired
+    rows = {(r["method"], r["k"]): r for r in summary_rows(records, cost_ratio_c=0.25)}
+    g, s = rows["greedy", 0], rows["stairs_cached", 2]
+    assert s["speedup"] == pytest.approx((1.0 + 3.0) / (0.5 + 1.5))          # not the mean of per-example ratios
+    assert s["time_reduction_pct"] == pytest.approx(50.0)
+    assert g["speedup"] == 1.0 and g["time_reduction_pct"] == 0.0 and g["bound_speedup"] == 1.0
+    assert s["alpha"] == pytest.approx(6 / (6 + 2))                          # pooled: accepted / (accepted + rej)
+    assert s["mean_accepted"] == pytest.approx(6 / 5)
+    a = 6 / 8
+    assert s["bound_speedup"] == pytest.approx((1 - a ** 3) / ((1 - a) * (2 * 0.25 + 1)))
+    assert s["n"] == 3 and s["median_s"] == 1.5
+    assert math.isnan(g["alpha"]) and math.isnan(g["cost_ratio_c"]) and s["cost_ratio_c"] == 0.25
+
+
+def test_confidence_interval_is_the_t_interval_of_the_mean():
+    xs = [1.0, 2.0, 4.0, 5.0]
+    records = [rec(i, "greedy", 0, x) for i, x in enumerate(xs)]
+    row = summary_rows(records, cost_ratio_c=math.nan)[0]
+    mean, sd = 3.0, (sum((x - 3.0) ** 2 for x in xs) / 3) ** 0.5
+    half = timing.t975(3) * sd / 2
+    assert row["mean_s"] == mean and row["ci95_low"] == pytest.approx(mean - half)
+    assert row["ci95_high"] == pytest.approx(mean + half) and timing.t975(3) == pytest.approx(3.182446305)
+
+
+def test_cells_are_kept_apart_by_requested_alpha_and_greedy_repeats_are_averaged():
+    records = [rec(0, "greedy", 0, 2.0), rec(0, "greedy", 0, 4.0),           # two greedy runs: mean 3.0
+               rec(0, "stairs", 2, 1.0, alpha=0.5, accepted=[1], rejections=1),
+               rec(0, "stairs", 2, 2.0, alpha=0.9, accepted=[2], rejections=0)]
+    rows = summary_rows(records, cost_ratio_c=0.1)
+    assert [(r["method"], r["alpha_requested"]) for r in rows] == [("greedy", None), ("stairs", 0.5), ("stairs", 0.9)]
+    assert rows[1]["speedup"] == pytest.approx(3.0) and rows[2]["speedup"] == pytest.approx(1.5)
+    assert rows[1]["bound_speedup_requested_alpha"] == pytest.approx((1 - 0.5 ** 3) / (0.5 * 1.2))
+    assert "alpha req." in format_table(clean(rows)) and "alpha req." not in format_table(clean(rows[:1]))
+
+
+def test_best_k_is_the_lowest_median_per_pair_and_method():
+    import pandas as pd
+
+    records = [rec(i, "greedy", 0, 2.0) for i in range(3)]
+    records += [rec(i, "stairs_cached", k, s) for i in range(3) for k, s in ((1, 1.5), (2, 1.2), (4, 1.4))]
+    df = pd.DataFrame(clean(summary_rows(records, cost_ratio_c=0.2)))
+    df["pair"] = "m ← d"
+    best = best_k(df)
+    assert best[["method", "k"]].values.tolist() == [["stairs_cached", 2]]
+
+
+def test_records_round_trip_and_old_schema_reads_with_defaults():
+    r = rec(0, "stairs", 3, 1.0, alpha=0.7)
+    assert Record.from_dict(r.to_dict()) == r and r.schema == SCHEMA
+    old = {"example_id": 5, "method": "greedy", "k": None, "seconds": 1.0, "new_tokens": 2, "tokens": [1, 2],
+           "some_removed_field": 1}
+    back = Record.from_dict(old)
+    assert back.schema == 1 and back.k == 0 and back.example_id == "5" and back.alpha_requested is None
+    assert Cell("stairs", 3, 0.7).key("5") == back.key()[:1] + ("stairs", 3, 0.7)
+    assert Cell("stairs", 3, 0.7).label == "stairs@k=3,alpha=0.7" and Cell("greedy").label == "greedy"
