@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from stairs_decoding import metrics, timing
 from stairs_decoding.config import register_resolvers
 from stairs_decoding.errors import HarnessError
-from stairs_decoding.results import SUMMARY_COLUMNS, ResultsWriter, read_results
+from stairs_decoding.run_files import SUMMARY_COLUMNS, ResultsWriter, read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
@@ -136,6 +136,20 @@ def test_every_option_of_every_group_composes_and_its_keys_are_read(group, optio
         m = METHODS[node["name"]]                  # every method option names a registered method ...
         assert set(node) <= {"name", "num_draft_tokens", "schedule"}
         assert ("num_draft_tokens" in node) == m.uses_k       # ... and gives k exactly when the method takes one
+
+
+def test_draft_options_are_model_options_not_copies():
+    """One model group for both roles: a draft option names a model option (plus draft-only keys), so the two
+    cannot drift apart."""
+    for path in (ROOT / "conf" / "draft").glob("*.yaml"):
+        node = OmegaConf.load(path)
+        if path.stem == "none":
+            assert "_target_" not in node
+            continue
+        refs = [d for d in node.get("defaults", []) if str(d).startswith("/model/")]
+        assert len(refs) == 1 and str(refs[0]).endswith("@_here_"), path.name
+        assert set(node) - {"defaults"} <= {"seed", "alpha", "alpha_seed"}, path.name
+        assert (ROOT / "conf" / "model" / f"{str(refs[0])[len('/model/'):-len('@_here_')]}.yaml").exists()
 
 
 def test_every_registered_method_has_a_method_option():

@@ -81,7 +81,7 @@ def test_hydra_nodes_build_through_models_build_model():
 
     from stairs_decoding.models import build_model
 
-    for group, name in (("model", "t5_large_arch"), ("draft", "t5_small_arch"), ("model", "t5_3b_arch")):
+    for group, name in (("model", "t5_large_arch"), ("model", "t5_small_arch"), ("model", "t5_3b_arch")):
         node = OmegaConf.load(ROOT / "conf" / group / f"{name}.yaml")
         assert node._target_ == "stairs_decoding.paper_scale.build_architecture"
         assert canonical_name(node.architecture) in T5_ARCHITECTURES

@@ -15,7 +15,7 @@ from .errors import HarnessError
 from .methods import METHODS, SCHEDULES
 from .models import check_available, check_pair_config, is_none_node, node_name
 from .records import Cell, Record
-from .results import CONFIG_FILE, RESULTS_FILE, write_summary
+from .run_files import CONFIG_FILE, RESULTS_FILE, write_summary
 
 
 def _int(value, where: str, *, minimum: int, none_ok: bool = False, hint: str = ""):

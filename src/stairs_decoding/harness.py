@@ -14,6 +14,7 @@ import json
 import math
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from .generation import generate
 from .models import (build_model, check_pair_models, is_none_node, load_tokenizer, node_name, resolve_device,
                      resolve_dtype, share_encoder)
 from .records import Cell, Record
-from .results import (CONFIG_FILE, COST_FILE, ENV_FILE, RESULTS_FILE, SUMMARY_FILE, ResultsWriter, environment,
+from .run_files import (CONFIG_FILE, COST_FILE, ENV_FILE, RESULTS_FILE, SUMMARY_FILE, ResultsWriter, environment,
                       write_json, write_summary)
 from .summary import clean, format_table, summary_rows
 from .tasks import load_task
@@ -156,6 +157,17 @@ def describe_run(cfg: DictConfig, run_dir: Path, device, pair: Pair | None, resu
     return env
 
 
+def finish_env(run_dir: Path, env: dict, started: float, device) -> None:
+    """env.json gains this session's wall time and peak memory (resident set; CUDA when used)."""
+    import resource
+
+    env.update(run_seconds=round(time.perf_counter() - started, 1),
+               peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1))
+    if torch.device(device).type == "cuda":
+        env["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)
+    write_json(run_dir / ENV_FILE, env)
+
+
 def start_tracker(cfg: DictConfig, run_dir: Path):
     from hydra.utils import instantiate
 
@@ -270,6 +282,7 @@ def print_report(cfg: DictConfig, rows: list[dict], n_examples: int, device, run
 # -- the run ------------------------------------------------------------------------------------------------------
 def run_experiment(cfg: DictConfig, run_dir: str | os.PathLike) -> list[dict]:
     """Run (or resume) one experiment into `run_dir`; returns the summary rows."""
+    started = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     cells = plan(cfg, run_dir)
@@ -288,7 +301,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | os.PathLike) -> list[dict]:
     except BaseException:
         writer.close()
         raise
-    describe_run(cfg, run_dir, device, pair, resumed=bool(records))
+    env = describe_run(cfg, run_dir, device, pair, resumed=bool(records))
     tracker = start_tracker(cfg, run_dir)
     cost = {"cost_ratio_c": math.nan}
     try:
@@ -302,6 +315,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | os.PathLike) -> list[dict]:
         if pair is not None and pair.controlled is not None:
             pair.controlled.remove()
         rows = summarise(run_dir, records, cost, tracker)
+        finish_env(run_dir, env, started, device)
     print_report(cfg, rows, len(timed), device, run_dir)
     return rows
 

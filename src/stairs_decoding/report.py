@@ -43,12 +43,15 @@ def environment_caption(envs: list[dict]) -> str:
             f"transformers {distinct('transformers')}; {', '.join(dates) or '?'}")
 
 
+PNG_DPI = 150     # the notebooks lower it, so that their committed outputs stay small
+
+
 def save_figure(fig, out_dir, name: str) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.pdf", out / f"{name}.png"]
     fig.savefig(paths[0], bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight", dpi=150)
+    fig.savefig(paths[1], bbox_inches="tight", dpi=PNG_DPI)
     return paths
 
 
@@ -382,7 +385,7 @@ def plot_inference_bars(summary, out_dir, name: str = "inference_time") -> list[
     pairs = list(summary["pair"].unique())
     best = best_k(summary)
     fig, axes = _panels(len(pairs), width=5.0)
-    colors = {"greedy": "#555555", **{m: METHOD_STYLE[m]["color"] for m in SPEC_METHODS}}
+    colors = {m: METHODS[m].color for m in BAR_ORDER}
     for ax, pair in zip(axes, pairs):
         s = summary[summary["pair"] == pair]
         g = s[s["method"] == "greedy"]
