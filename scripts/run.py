@@ -5,11 +5,15 @@ Thin on purpose: Hydra composes the config, `stairs_decoding.harness` does the w
 `python scripts/run.py -m method=stairs,stairs_cached method.num_draft_tokens=1,4`; on a cluster add
 `hydra/launcher=submitit_slurm` (or our GPU preset `hydra/launcher=slurm`).
 """
+import os
+from pathlib import Path
+
 import hydra
 
-# ${repo_root:} in conf/ = this checkout (or $STAIRS_ROOT). stairs_decoding.config is light (omegaconf only), so
-# Hydra's own errors still come before the heavy imports (torch, transformers).
-from stairs_decoding.config import register_resolvers
+# ${repo_root:} in conf/ = this checkout (or $STAIRS_ROOT), also when the package is installed elsewhere.
+# stairs_decoding.config is light (omegaconf only): Hydra's own errors still come before torch and transformers.
+os.environ.setdefault("STAIRS_ROOT", str(Path(__file__).resolve().parents[1]))
+from stairs_decoding.config import register_resolvers  # noqa: E402
 
 register_resolvers()
 

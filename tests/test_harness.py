@@ -226,6 +226,17 @@ def test_plan_cells_alpha_axis_and_per_method_overrides():
         plan_cells(compose_cfg(["experiment=smoke", "+sweep.alphas=[0.5]"]))
     with pytest.raises(HarnessError, match=r"alpha must be a number in \[0, 1\], got 1.5"):
         plan_cells(compose_cfg(["experiment=paper_scale_t5_large", "sweep.alphas=[1.5]"]))
+    with pytest.raises(HarnessError, match=r"^draft.alpha: .* got 7"):
+        plan_cells(compose_cfg(["experiment=paper_scale_t5_large", "draft.alpha=7"]))
+    # per-method α without a controlled draft would label identical runs with different α: refused
+    with pytest.raises(HarnessError, match=r"sweep.per_method.stairs.alphas needs a controlled draft"):
+        plan_cells(compose_cfg(["experiment=paper_scale_t5_large", "draft=t5_small_arch", "sweep.alphas=null"]))
+    with pytest.raises(HarnessError, match=r"sweep.per_method.stairs may set num_draft_tokens and alphas"):
+        plan_cells(compose_cfg(["experiment=paper_scale_t5_large", "+sweep.per_method.stairs.ks=[2]"]))
+    with pytest.raises(HarnessError, match=r"sweep.alphas must be a list, got 0.7"):
+        plan_cells(compose_cfg(["experiment=paper_scale_t5_large", "sweep.alphas=0.7"]))
+    with pytest.raises(HarnessError, match=r"a controlled draft must be an encoder-decoder model"):
+        plan_cells(compose_cfg(["model=gpt2_large", "draft=gpt2", "+draft.alpha=0.7"]))
 
 
 def test_cheap_checks_before_loading(tmp_path):
@@ -344,6 +355,19 @@ def test_resume_with_another_configuration_names_the_differing_keys(tmp_path):
     assert "\n" not in msg and "task.max_new_tokens (16 -> 9)" in msg and "sweep.num_draft_tokens" in msg
     assert "logger" not in msg and "resume (" not in msg
     assert (run_dir / "config.yaml").read_text() == saved     # nothing overwritten
+
+
+def test_resume_of_a_run_saved_before_a_new_null_key_existed(tmp_path):
+    """A key added to conf/ later with a null default (sweep, warmup_max_new_tokens) is not a difference."""
+    from stairs_decoding.checks import check_resume
+
+    run_dir = _saved_run(tmp_path, ["experiment=smoke"])
+    saved = OmegaConf.load(run_dir / "config.yaml")
+    del saved["warmup_max_new_tokens"]
+    OmegaConf.save(saved, run_dir / "config.yaml")
+    check_resume(compose_cfg(["experiment=smoke", "resume=true"]), run_dir)
+    with pytest.raises(HarnessError, match=r"warmup_max_new_tokens \(unset -> 8\)"):
+        check_resume(compose_cfg(["experiment=smoke", "resume=true", "warmup_max_new_tokens=8"]), run_dir)
 
 
 def test_resume_with_the_same_configuration_may_change_logger_and_progress(tmp_path):

@@ -72,8 +72,16 @@ def test_meta_parameter_counts_match_the_original_t5_checkpoints():
 
 
 def test_unknown_architecture_is_one_clear_error():
+    from omegaconf import OmegaConf
+
+    from stairs_decoding.models import build_model
+
     with pytest.raises(ArchitectureError, match="unknown T5 architecture 't5-xxl-typo'"):
         canonical_name("t5-xxl-typo")
+    node = OmegaConf.load(ROOT / "conf" / "model" / "t5_large_arch.yaml")
+    node.architecture = "t5-xxl-typo"              # through hydra's instantiate: the cause, not hydra's wrapper
+    with pytest.raises(ArchitectureError, match="^unknown T5 architecture 't5-xxl-typo'"):
+        build_model(node, device="cpu")
 
 
 def test_hydra_nodes_build_through_models_build_model():

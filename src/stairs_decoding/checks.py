@@ -42,23 +42,59 @@ def _alpha(value, where: str) -> float:
     return float(value)
 
 
+def _list(value, where: str) -> list:
+    if value is None or isinstance(value, (str, int, float, bool)) or not hasattr(value, "__iter__"):
+        raise HarnessError(f"{where} must be a list, got {value!r}")
+    return list(value)
+
+
+def check_controlled_draft(cfg: DictConfig):
+    """The draft's alpha (None without a controlled draft); a controlled draft must be encoder-decoder (its
+    positions are decoder positions)."""
+    if is_none_node(cfg.get("draft")) or cfg.draft.get("alpha") is None:
+        return None
+    alpha = _alpha(cfg.draft.alpha, "draft.alpha")
+    if cfg.draft.get("arch", "encoder_decoder") != "encoder_decoder":
+        raise HarnessError(f"draft.alpha: a controlled draft must be an encoder-decoder model, draft "
+                           f"{node_name(cfg.draft)!r} is {cfg.draft.get('arch')}")
+    return alpha
+
+
+def _per_method(sweep, controlled) -> dict:
+    per = sweep.get("per_method")
+    per = OmegaConf.to_container(per, resolve=True) if per is not None else {}
+    if not isinstance(per, dict):
+        raise HarnessError(f"sweep.per_method must map method names to {{num_draft_tokens, alphas}}, got {per!r}")
+    for name, own in per.items():
+        where = f"sweep.per_method.{name}"
+        if not isinstance(own, dict) or set(own) - {"num_draft_tokens", "alphas"}:
+            raise HarnessError(f"{where} may set num_draft_tokens and alphas (lists), got {own!r}")
+        if own.get("alphas") is not None and controlled is None:
+            raise HarnessError(f"{where}.alphas needs a controlled draft (a draft node with alpha, e.g. "
+                               "draft=controlled)")
+        for key, value in own.items():
+            _list(value, f"{where}.{key}")
+    return per
+
+
 def _axes(cfg: DictConfig) -> tuple[list, list, list, str, dict, str]:
     """methods, ks, alphas, schedule, per-method overrides, and where they came from (for messages)."""
     schedule = cfg.method.get("schedule", "constant") or "constant"
-    controlled = None if is_none_node(cfg.get("draft")) else cfg.draft.get("alpha")
+    controlled = check_controlled_draft(cfg)
     sweep = cfg.get("sweep")
     if not sweep:
         return ([cfg.method.name], [cfg.method.get("num_draft_tokens")], [controlled], schedule, {}, "method")
-    ks = sweep.get("num_draft_tokens")
-    alphas = sweep.get("alphas")
+    ks, alphas = sweep.get("num_draft_tokens"), sweep.get("alphas")
     if alphas is not None and controlled is None:
         raise HarnessError("sweep.alphas needs a controlled draft (a draft node with alpha, e.g. draft=controlled)")
-    per = sweep.get("per_method")
-    per = OmegaConf.to_container(per, resolve=True) if per is not None else {}
-    return (list(sweep.get("methods") or [cfg.method.name]),
-            list(ks) if ks is not None else [cfg.method.get("num_draft_tokens")],
-            list(alphas) if alphas is not None else [controlled], sweep.get("schedule", schedule) or schedule, per,
-            "sweep")
+    per = _per_method(sweep, controlled)
+    methods = _list(sweep.get("methods"), "sweep.methods") if sweep.get("methods") is not None else [cfg.method.name]
+    for name in per:
+        if name not in methods:
+            raise HarnessError(f"sweep.per_method.{name}: {name!r} is not in sweep.methods {methods}")
+    return (methods, _list(ks, "sweep.num_draft_tokens") if ks is not None else [cfg.method.get("num_draft_tokens")],
+            _list(alphas, "sweep.alphas") if alphas is not None else [controlled],
+            sweep.get("schedule", schedule) or schedule, per, "sweep")
 
 
 def plan_cells(cfg: DictConfig) -> list[Cell]:
@@ -125,6 +161,8 @@ def config_differences(saved: dict, current: dict, ignore=RESUME_MAY_CHANGE) -> 
     out = []
     for key in sorted(set(a) | set(b)):
         va, vb = a.get(key, missing), b.get(key, missing)
+        if (va is missing and vb is None) or (va is None and vb is missing):
+            continue                 # a key added to the config later, with a null default: not a change
         if va != vb:
             show = lambda v: "unset" if v is missing else repr(v)  # noqa: E731
             out.append(f"{key} ({show(va)} -> {show(vb)})")

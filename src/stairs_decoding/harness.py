@@ -25,6 +25,7 @@ from . import cli, timing
 from . import config as _config
 from .checks import plan, portable
 from .generation import generate
+from .methods import METHODS
 from .models import (build_model, check_pair_models, is_none_node, load_tokenizer, node_name, resolve_device,
                      resolve_dtype, share_encoder)
 from .records import Cell, Record
@@ -60,13 +61,13 @@ class Pair:
 
 
 def load_pair(cfg: DictConfig, device, examples: list[dict]) -> Pair:
+    """The tokenizer (only for text examples; first: it is the cheap one to fail), then target and draft."""
     has_draft = not is_none_node(cfg.get("draft"))
+    tokenizer = load_tokenizer(cfg.model) if any("input_ids" not in ex for ex in examples) else None
     target = build_model(cfg.model, dtype=str(cfg.dtype), device=str(device))
     draft = build_model(cfg.draft, dtype=str(cfg.dtype), device=str(device)) if has_draft else None
     check_pair_models(target, draft, node_name(cfg.model), node_name(cfg.draft))
-    needs_text = any("input_ids" not in ex for ex in examples)
-    pair = Pair(target, draft, load_tokenizer(cfg.model) if needs_text else None,
-                shared_encoder=share_encoder(target, draft))
+    pair = Pair(target, draft, tokenizer, shared_encoder=share_encoder(target, draft))
     if has_draft and cfg.draft.get("alpha") is not None:
         from .paper_scale import ControlledDraft
 
@@ -96,8 +97,8 @@ class Runner:
 
     def run(self, cell: Cell, ex: dict, max_new_tokens: int | None = None):
         """(GenerationResult, seconds) of one cell on one example."""
-        if self.pair.controlled is not None and cell.alpha is not None:
-            self.pair.controlled.alpha = cell.alpha
+        if self.pair.controlled is not None:      # a cell without its own α runs at the draft node's
+            self.pair.controlled.alpha = cell.alpha if cell.alpha is not None else float(self.cfg.draft.alpha)
         ids = self.input_ids(ex)
         return timing.timed(lambda: generate(
             self.pair.target, ids, draft=self.pair.draft, method=cell.method, num_draft_tokens=max(cell.k, 1),
@@ -144,9 +145,9 @@ def describe_run(cfg: DictConfig, run_dir: Path, device, pair: Pair | None, resu
     env = environment(device=device, dtype=str(cfg.dtype), seed=int(cfg.get("seed", 0)), repo=root)
     env.update(model=node_name(cfg.model), draft=node_name(cfg.draft), task=str(cfg.task.name),
                run_dir=_relative_run_dir(run_dir, root),
-               draft_shares_target_encoder=bool(pair and pair.shared_encoder),
+               draft_shares_target_encoder=pair.shared_encoder if pair is not None else None,   # None: not loaded
                architecture_only=bool(cfg.model.get("architecture")),
-               controlled_draft=bool(pair and pair.controlled is not None))
+               controlled_draft=not is_none_node(cfg.get("draft")) and cfg.draft.get("alpha") is not None)
     if resumed and (run_dir / ENV_FILE).exists():
         try:
             old = json.loads((run_dir / ENV_FILE).read_text())
@@ -227,7 +228,7 @@ def run_example(runner: Runner, cells: list[Cell], ex: dict, index: int, writer:
             greedy_tokens[ex["id"]] = tokens
         ref = greedy_tokens.get(ex["id"])
         matches = None if ref is None else tokens == ref
-        if matches is False and cell.method != "draft_greedy":
+        if matches is False and METHODS[cell.method].exact:
             _warn(f"WARNING: {cell.label} output differs from greedy on example {ex['id']} "
                   f"({len(tokens)} vs {len(ref)} tokens)")
         record = Record.of(res, seconds, cell, ex, index=index, order=pos, output=runner.text(tokens),
@@ -273,7 +274,7 @@ def print_report(cfg: DictConfig, rows: list[dict], n_examples: int, device, run
     print(f"\n{node_name(cfg.model)} + draft {node_name(cfg.draft)} on {cfg.task.name} ({n_examples} examples, "
           f"device {device}, {torch.get_num_threads()} threads, {cfg.dtype}); c measured = {c:.3f}")
     print(format_table(rows))
-    mism = sum(r.get("mismatches") or 0 for r in rows if r["method"] != "draft_greedy")
+    mism = sum(r.get("mismatches") or 0 for r in rows if METHODS[r["method"]].exact)
     if mism:
         print(f"WARNING: {mism} output(s) differ from greedy (see matches_greedy in results.jsonl)")
     print(f"run dir: {run_dir}")
@@ -296,15 +297,12 @@ def run_experiment(cfg: DictConfig, run_dir: str | os.PathLike) -> list[dict]:
     todo = [ex for ex in timed if any(c.key(ex["id"]) not in writer.done for c in cells)]
     if skipped := len(timed) - len(todo):
         _warn(f"resume: {skipped} of {len(timed)} example(s) already complete in {run_dir / RESULTS_FILE}")
+    pair = tracker = None
+    env, rows, cost = {}, [], {"cost_ratio_c": math.nan}
     try:
         pair = load_pair(cfg, device, timed + warm) if todo else None   # nothing left to run: summary only
-    except BaseException:
-        writer.close()
-        raise
-    env = describe_run(cfg, run_dir, device, pair, resumed=bool(records))
-    tracker = start_tracker(cfg, run_dir)
-    cost = {"cost_ratio_c": math.nan}
-    try:
+        env = describe_run(cfg, run_dir, device, pair, resumed=bool(records))
+        tracker = start_tracker(cfg, run_dir)
         if todo:
             runner = Runner(cfg, pair, device)
             warm_up(runner, cells, warm)
@@ -314,8 +312,9 @@ def run_experiment(cfg: DictConfig, run_dir: str | os.PathLike) -> list[dict]:
         writer.close()
         if pair is not None and pair.controlled is not None:
             pair.controlled.remove()
-        rows = summarise(run_dir, records, cost, tracker)
-        finish_env(run_dir, env, started, device)
+        if env:          # the run got as far as describing itself: summarise what exists (also after Ctrl-C)
+            rows = summarise(run_dir, records, cost, tracker)
+            finish_env(run_dir, env, started, device)
     print_report(cfg, rows, len(timed), device, run_dir)
     return rows
 

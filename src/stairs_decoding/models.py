@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from .errors import HarnessError
+from .errors import HarnessError, StairsError
 
 OFFLINE_HINT = "or use the shipped pair: python scripts/run.py experiment=tiny_cpu"
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
@@ -225,14 +225,14 @@ def build_model(node, *, dtype="float32", device="auto"):
     d.setdefault("dtype", dtype)
     d.setdefault("device", device)
     name = d.get("name")
+    key = repr(sorted(d.items(), key=lambda kv: kv[0]))   # the whole node: a controlled draft gets its own object
     d = {k: v for k, v in d.items() if k not in META_KEYS}
-    key = repr(sorted(d.items(), key=lambda kv: kv[0]))
     if key in _CACHE:
         return _CACHE[key]
     try:
         model = instantiate(d)
     except InstantiationException as e:
-        cause = e.__cause__ if isinstance(e.__cause__, HarnessError) else None
+        cause = e.__cause__ if isinstance(e.__cause__, StairsError) else None
         if cause is not None:
             raise cause from None
         raise HarnessError(f"cannot build model {name!r}: {str(e).splitlines()[0]}") from None

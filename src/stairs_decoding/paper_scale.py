@@ -232,6 +232,7 @@ class ControlledDraft:
         wrong = 2 + (ref.clamp(min=2) - 2 + off) % span
         wrong = torch.where(wrong == ref, 2 + (wrong - 2 + 1) % span, wrong)
         u[:, n:] = 2.0                                   # past the reference: never "accepted"
+        self._offset, self._generate_len = 0, None      # nothing carried over from the previous generation
         dev = self.model.device
         self._ref, self._u, self._wrong = ref.to(dev), u.to(dev), wrong.to(dev)
 

@@ -259,10 +259,13 @@ def _load_runs(runs, filename: str, read):
 
 
 def load_results(runs):
-    """One tidy row per example × method × k × model pair, from every run's results.jsonl."""
+    """One tidy row per example × cell × model pair: every run's results.jsonl read as `records.Record`s (records
+    of an older schema get the fields they lack at their defaults)."""
     import pandas as pd
 
-    return _load_runs(runs, "results.jsonl", lambda p: pd.read_json(p, lines=True))
+    from .run_files import read_records
+
+    return _load_runs(runs, "results.jsonl", lambda p: pd.DataFrame([r.to_dict() for r in read_records(p)]))
 
 
 def load_summaries(runs):

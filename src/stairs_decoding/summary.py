@@ -14,16 +14,13 @@ from .methods import METHODS
 from .records import Record
 
 
-def _greedy_reference(records: list[Record]) -> tuple[dict, float]:
-    """Per example: mean greedy seconds; and greedy's seconds per target decoder call (one greedy step)."""
+def _greedy_reference(records: list[Record]) -> dict:
+    """Per example: the mean of its greedy runs' seconds."""
     runs: dict[str, list[float]] = {}
     for r in records:
         if r.method == "greedy":
             runs.setdefault(r.example_id, []).append(r.seconds)
-    greedy = [r for r in records if r.method == "greedy"]
-    calls = sum(r.target_calls for r in greedy)
-    step = sum(r.target_seconds for r in greedy) / calls if calls else math.nan
-    return {ex: statistics.fmean(v) for ex, v in runs.items()}, step
+    return {ex: statistics.fmean(v) for ex, v in runs.items()}
 
 
 def _quality(recs: list[Record], greedy_out: dict) -> dict:
@@ -40,8 +37,8 @@ def _quality(recs: list[Record], greedy_out: dict) -> dict:
     }
 
 
-def _cell_row(method: str, k: int, alpha_req, recs: list[Record], greedy_s: dict, greedy_step: float,
-              greedy_out: dict, c: float) -> dict:
+def _cell_row(method: str, k: int, alpha_req, recs: list[Record], greedy_s: dict, greedy_out: dict,
+              c: float) -> dict:
     spec = METHODS[method].speculative if method in METHODS else False
     paired = [r for r in recs if r.example_id in greedy_s]
     t_m = sum(r.seconds for r in paired)
@@ -51,7 +48,6 @@ def _cell_row(method: str, k: int, alpha_req, recs: list[Record], greedy_s: dict
     alpha = metrics.acceptance_rate(accepted, sum(r.rejections for r in recs)) if spec else math.nan
     bound = metrics.speedup_bound(alpha, c, k) if spec else (1.0 if method == "greedy" else math.nan)
     speedup = t_g / t_m if paired and t_m > 0 else math.nan
-    d_calls = sum(r.draft_calls for r in recs)
     first = recs[0]
     return {
         "method": method, "k": k, **timing.summarize([r.seconds for r in recs]),
@@ -69,8 +65,6 @@ def _cell_row(method: str, k: int, alpha_req, recs: list[Record], greedy_s: dict
         "alpha_requested": alpha_req,
         "bound_speedup_requested_alpha": (metrics.speedup_bound(alpha_req, c, k) if spec and alpha_req is not None
                                           else math.nan),
-        "cost_ratio_c_rounds": ((sum(r.draft_seconds for r in recs) / d_calls) / greedy_step
-                                if d_calls and greedy_step and not math.isnan(greedy_step) else math.nan),
         "target_s_per_ex": statistics.fmean(r.target_seconds for r in recs),
         "draft_s_per_ex": statistics.fmean(r.draft_seconds for r in recs),
         "overhead_s_per_ex": statistics.fmean(r.overhead_seconds for r in recs),
@@ -84,9 +78,9 @@ def summary_rows(records: list[Record], *, cost_ratio_c: float) -> list[dict]:
     by_cell: dict[tuple, list[Record]] = {}
     for r in records:
         by_cell.setdefault((r.method, int(r.k), r.alpha_requested), []).append(r)
-    greedy_s, greedy_step = _greedy_reference(records)
+    greedy_s = _greedy_reference(records)
     greedy_out = {r.example_id: r.output for r in records if r.method == "greedy"}
-    return [_cell_row(m, k, a, recs, greedy_s, greedy_step, greedy_out, cost_ratio_c)
+    return [_cell_row(m, k, a, recs, greedy_s, greedy_out, cost_ratio_c)
             for (m, k, a), recs in by_cell.items()]
 
 

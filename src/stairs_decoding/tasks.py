@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import random
 
-from .errors import HarnessError
+from .errors import HarnessError, StairsError
 
 
 def _get(row: dict, field: str):
@@ -104,7 +104,7 @@ def load_task(node, *, extra: int = 0) -> list[dict]:
     try:
         examples = instantiate(loader)
     except InstantiationException as e:
-        if isinstance(e.__cause__, HarnessError):
+        if isinstance(e.__cause__, StairsError):
             raise e.__cause__ from None
         raise HarnessError(f"cannot load task {d.get('name')!r}: {str(e).splitlines()[0]}") from None
     if d.get("shuffle"):
