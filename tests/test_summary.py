@@ -21,18 +21,18 @@ def rec(ex, method, k, seconds, *, accepted=(), rejections=0, alpha=None, tokens
 def test_speed_up_is_the_ratio_of_total_seconds_paired_by_example():
     records = [rec(0, "greedy", 0, 1.0), rec(1, "greedy", 0, 3.0),
                rec(0, "stairs_cached", 2, 0.5, accepted=[2, 1], rejections=1),
-               rec(1, "stairs_cached", 2, 1.5, accepted=[0, 2], rejections=1),
+               rec(1, "stairs_cached", 2, 2.0, accepted=[0, 2], rejections=1),
                rec(2, "stairs_cached", 2, 9.0, accepted=[1], rejections=0)]   # no greedy on example 2: not paired
     rows = {(r["method"], r["k"]): r for r in summary_rows(records, cost_ratio_c=0.25)}
     g, s = rows["greedy", 0], rows["stairs_cached", 2]
-    assert s["speedup"] == pytest.approx((1.0 + 3.0) / (0.5 + 1.5))          # not the mean of per-example ratios
-    assert s["time_reduction_pct"] == pytest.approx(50.0)
+    assert s["speedup"] == pytest.approx((1.0 + 3.0) / (0.5 + 2.0))          # 1.6, not the mean of ratios (1.75)
+    assert s["time_reduction_pct"] == pytest.approx(37.5)
     assert g["speedup"] == 1.0 and g["time_reduction_pct"] == 0.0 and g["bound_speedup"] == 1.0
     assert s["alpha"] == pytest.approx(6 / (6 + 2))                          # pooled: accepted / (accepted + rej)
     assert s["mean_accepted"] == pytest.approx(6 / 5)
     a = 6 / 8
     assert s["bound_speedup"] == pytest.approx((1 - a ** 3) / ((1 - a) * (2 * 0.25 + 1)))
-    assert s["n"] == 3 and s["median_s"] == 1.5
+    assert s["n"] == 3 and s["median_s"] == 2.0
     assert math.isnan(g["alpha"]) and math.isnan(g["cost_ratio_c"]) and s["cost_ratio_c"] == 0.25
 
 
