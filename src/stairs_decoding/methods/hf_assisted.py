@@ -95,6 +95,14 @@ def _own_hooks(model):
     return clone
 
 
+def cut_after_eos(row: list[int], eos_ids) -> list[int]:
+    """A row of transformers' output up to and including its first EOS id (padding after it dropped)."""
+    for i, tok in enumerate(row):
+        if tok in (eos_ids or ()):
+            return row[:i + 1]
+    return row
+
+
 def _config_for_hf(settings, target, max_new_tokens: int) -> GenerationConfig:
     """The resolved generation settings (the model's generation_config + the caller's), handed to transformers,
     which applies the same logits processors in its own assisted loop."""
@@ -140,12 +148,7 @@ def generate_run(target, draft, input_ids, attention_mask, *, k: int, max_new_to
             m.remove()
 
     prefix = 1 if enc_dec else input_ids.shape[1]
-    row = out[0, prefix:].tolist()
-    if eos_ids:
-        for i, tok in enumerate(row):
-            if tok in eos_ids:
-                row = row[:i + 1]
-                break
+    row = cut_after_eos(out[0, prefix:].tolist(), eos_ids)
     stats.new_tokens = len(row)
     stats.target_calls = meters["target"].calls
     stats.draft_calls = meters["draft"].calls

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..stats import DecodingStats
 from ..timing import Clock
-from .hf_assisted import _config_for_hf, _Meter
+from .hf_assisted import _config_for_hf, _Meter, cut_after_eos
 
 
 def generate_run(target, draft, input_ids, attention_mask, *, k: int, max_new_tokens: int, schedule: str, settings,
@@ -19,13 +19,7 @@ def generate_run(target, draft, input_ids, attention_mask, *, k: int, max_new_to
         for m in meters:
             m.remove()
     prefix = 1 if target.config.is_encoder_decoder else input_ids.shape[1]
-    rows = []
-    for row in out[:, prefix:].tolist():
-        for i, tok in enumerate(row):
-            if tok in settings.eos_ids:
-                row = row[:i + 1]
-                break
-        rows.append(row)
+    rows = [cut_after_eos(row, settings.eos_ids) for row in out[:, prefix:].tolist()]
     stats.new_tokens = sum(len(r) for r in rows)
     stats.target_calls = meters[0].calls
     stats.target_seconds = sum(m.seconds for m in meters)
