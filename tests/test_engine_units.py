@@ -100,7 +100,7 @@ IDS = torch.randint(2, VOCAB, (1, 6), generator=torch.Generator().manual_seed(2)
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"method": "beam"}, "unknown method 'beam'; valid methods: greedy, stairs, stairs_cached, hf_assisted, "
-                         "draft_greedy"),
+                         "hf_assisted_default, draft_greedy"),
     ({"method": "stairs", "draft": None}, "method 'stairs' needs a draft model"),
     ({"method": "stairs_cached", "num_draft_tokens": 0}, "num_draft_tokens (k) must be an integer >= 1, got 0"),
     ({"max_new_tokens": 0}, "max_new_tokens must be an integer >= 1, got 0"),

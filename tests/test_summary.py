@@ -57,15 +57,38 @@ def test_cells_are_kept_apart_by_requested_alpha_and_greedy_repeats_are_averaged
     assert "alpha req." in format_table(clean(rows)) and "alpha req." not in format_table(clean(rows[:1]))
 
 
-def test_best_k_is_the_lowest_median_per_pair_and_method():
+def test_best_k_is_the_largest_speed_up_not_the_lowest_median():
     import pandas as pd
 
     records = [rec(i, "greedy", 0, 2.0) for i in range(3)]
-    records += [rec(i, "stairs_cached", k, s) for i in range(3) for k, s in ((1, 1.5), (2, 1.2), (4, 1.4))]
+    # k=2 has the lowest median (1.0) but one slow example; k=4 has the lower total, so the larger speed-up
+    times = {1: (1.5, 1.5, 1.5), 2: (1.0, 1.0, 4.0), 4: (1.2, 1.2, 1.2)}
+    records += [rec(i, "stairs_cached", k, t[i]) for k, t in times.items() for i in range(3)]
     df = pd.DataFrame(clean(summary_rows(records, cost_ratio_c=0.2)))
     df["pair"] = "m ← d"
     best = best_k(df)
-    assert best[["method", "k"]].values.tolist() == [["stairs_cached", 2]]
+    assert best[["method", "k"]].values.tolist() == [["stairs_cached", 4]]
+    assert float(df[df.k == 2].median_s.iloc[0]) < float(df[df.k == 4].median_s.iloc[0])
+
+
+def test_speed_up_interval_is_a_paired_bootstrap_over_examples():
+    # Method time = greedy time / 2 on every example: every resample's ratio is exactly 2, so the interval is [2, 2].
+    records = [rec(i, "greedy", 0, g) for i, g in enumerate((1.0, 3.0, 5.0, 2.0))]
+    records += [rec(i, "stairs_cached", 2, g / 2, accepted=[2, 2], rejections=0)   # α = 1: bound 3/(2c+1) ≥ 2
+                for i, g in enumerate((1.0, 3.0, 5.0, 2.0))]
+    s = summary_rows(records, cost_ratio_c=0.25, cost_ratio_ci=(0.2, 0.3))[1]
+    assert s["speedup_ci95_low"] == pytest.approx(2.0) and s["speedup_ci95_high"] == pytest.approx(2.0)
+    assert s["time_reduction_ci95_low"] == pytest.approx(50.0)
+    # Unpaired noise: the interval is wide and contains the point value; a cell far above its bound is flagged.
+    noisy = [rec(i, "greedy", 0, 1.0) for i in range(6)]
+    noisy += [rec(i, "stairs_cached", 2, t, accepted=[0], rejections=1) for i, t in enumerate((0.1, 0.9, 0.2, 0.8,
+                                                                                               0.1, 0.9))]
+    n = summary_rows(noisy, cost_ratio_c=0.25, cost_ratio_ci=(0.2, 0.3))[1]
+    assert n["speedup_ci95_low"] < n["speedup"] < n["speedup_ci95_high"]
+    assert n["alpha"] == 0.0 and n["bound_ci95_high"] == pytest.approx(1 / (2 * 0.2 + 1))   # α=0: 1/(kc+1) at c low
+    assert n["above_bound"] and not s["above_bound"]
+    assert summary_rows(records[:1] + records[4:5], cost_ratio_c=0.25)[1]["speedup_ci95_low"] != \
+        summary_rows(records[:1] + records[4:5], cost_ratio_c=0.25)[1]["speedup_ci95_low"]   # n=1: NaN
 
 
 def test_records_round_trip_and_old_schema_reads_with_defaults():

@@ -260,7 +260,8 @@ def summarise(run_dir: Path, records: list[Record], cost: dict, tracker) -> list
     """summary.csv from every record of the run (earlier sessions' included); the tracker gets rows and files."""
     if math.isnan(cost.get("cost_ratio_c", math.nan)) and (run_dir / COST_FILE).exists():
         cost = json.loads((run_dir / COST_FILE).read_text())
-    rows = clean(summary_rows(records, cost_ratio_c=cost.get("cost_ratio_c", math.nan)))
+    rows = clean(summary_rows(records, cost_ratio_c=cost.get("cost_ratio_c", math.nan),
+                              cost_ratio_ci=cost.get("cost_ratio_ci95")))
     write_summary(run_dir / SUMMARY_FILE, rows)
     if tracker is not None:
         tracker.log_summary(rows)
@@ -270,10 +271,19 @@ def summarise(run_dir: Path, records: list[Record], cost: dict, tracker) -> list
 
 
 def print_report(cfg: DictConfig, rows: list[dict], n_examples: int, device, run_dir: Path) -> None:
-    c = next((r["cost_ratio_c"] for r in rows if r.get("cost_ratio_c") is not None), math.nan)
+    c_row = next((r for r in rows if r.get("cost_ratio_c") is not None), {})
+    c = c_row.get("cost_ratio_c", math.nan)
+    c_ci = (f" (95 % CI {c_row['cost_ratio_ci95_low']:.3f}–{c_row['cost_ratio_ci95_high']:.3f})"
+            if c_row.get("cost_ratio_ci95_low") is not None else "")
     print(f"\n{node_name(cfg.model)} + draft {node_name(cfg.draft)} on {cfg.task.name} ({n_examples} examples, "
-          f"device {device}, {torch.get_num_threads()} threads, {cfg.dtype}); c measured = {c:.3f}")
+          f"device {device}, {torch.get_num_threads()} threads, {cfg.dtype}); c measured = {c:.3f}{c_ci}")
     print(format_table(rows))
+    for r in rows:
+        if r.get("above_bound"):
+            _warn(f"WARNING: {r['method']} k={r['k']}"
+                  + (f" alpha={r['alpha_requested']}" if r.get("alpha_requested") is not None else "")
+                  + f": speed-up {r['speedup']:.3f} (95 % CI from {r['speedup_ci95_low']:.3f}) is above the ideal "
+                  f"bound's interval (up to {r['bound_ci95_high']:.3f}): not a possible result, look for the cause")
     mism = sum(r.get("mismatches") or 0 for r in rows if METHODS[r["method"]].exact)
     if mism:
         print(f"WARNING: {mism} output(s) differ from greedy (see matches_greedy in results.jsonl)")

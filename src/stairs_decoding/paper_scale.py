@@ -252,7 +252,7 @@ class ControlledDraft:
         cached = int(cache.get_seq_length()) if cache is not None else 0
         ids = kwargs.get("decoder_input_ids")
         length = ids.shape[1] if ids is not None else 0
-        if cache is None:
+        if cache is None or cached == 0:     # a fresh generation: nothing carried over from an earlier one
             self._offset = 0
         if self._generate_len is not None:
             # First forward of a draft.generate() call (HF assisted generation): its last input is the last

@@ -95,10 +95,11 @@ def load_alpha_sweep(runs) -> tuple:
 
 
 def best_k_per_alpha(df):
-    """For each (target model, method, α): the row of the k with the largest time reduction."""
-    spec = df[(df.method != "greedy") & df.alpha_requested.notna()].copy()
-    idx = spec.groupby(["model", "method", "alpha_requested"]).time_reduction_pct.idxmax()
-    return spec.loc[idx].sort_values(["model", "method", "alpha_requested"])
+    """For each (target model, method, α): the row of the k with the largest speed-up (summary.best_k)."""
+    from .summary import best_k as _best
+
+    spec = df[(df.method != "greedy") & df.alpha_requested.notna()]
+    return _best(spec).sort_values(["model", "method", "alpha_requested"])
 
 
 def plot_alpha_sweep(runs, out_dir="paper_figures", *, name: str = "paper_scale_alpha",
@@ -276,10 +277,11 @@ def load_summaries(runs):
 
 
 def best_k(summary):
-    """Per pair and speculative method, the k with the lowest median time (greedy rows kept as they are)."""
-    spec = summary[summary["method"].isin(SPEC_METHODS)]
-    best = spec.loc[spec.groupby(["pair", "method"])["median_s"].idxmin()]
-    return best
+    """Per pair and speculative method, the k with the largest speed-up (summary.best_k: the one definition the
+    table, every figure and the README use)."""
+    from .summary import best_k as _best
+
+    return _best(summary[summary["method"].isin(SPEC_METHODS)])
 
 
 def _is_paper_pair(model: str, draft: str) -> str | None:

@@ -28,7 +28,11 @@ SUMMARY_COLUMNS = ["method", "k", "n", "median_s", "mean_s", "ci95_low", "ci95_h
                    # extra (after the fixed columns): cross-checks, the controlled draft's α, where the time went
                    "chrf_vs_ref", "mismatches", "alpha_requested",
                    "bound_speedup_requested_alpha", "target_s_per_ex", "draft_s_per_ex", "overhead_s_per_ex",
-                   "target_calls", "draft_calls"]
+                   "target_calls", "draft_calls",
+                   # 95 % bootstrap intervals over examples (summary.py), c's interval, the impossible-cell flag
+                   "speedup_ci95_low", "speedup_ci95_high", "time_reduction_ci95_low", "time_reduction_ci95_high",
+                   "alpha_ci95_low", "alpha_ci95_high", "bound_ci95_low", "bound_ci95_high",
+                   "cost_ratio_ci95_low", "cost_ratio_ci95_high", "above_bound"]
 
 
 def cell_key(record: dict) -> tuple:

@@ -1,8 +1,14 @@
 """The one summary: records (records.Record) → one row per cell (method, k, requested α), the console table.
 
-Time reduction and speed-up are paired with greedy on the same examples (ratio of total seconds; an example with
-several greedy runs uses their mean). α is pooled per cell (metrics.acceptance_rate), the bound is Leviathan et
-al.'s at the run's measured cost ratio c. Every runner's summary.csv comes from `summary_rows`.
+The one definition of a speed-up, used by every table, figure, notebook and the README: total seconds of greedy
+over total seconds of the method on the same examples (an example with several greedy runs uses their mean), with a
+95 % percentile-bootstrap interval over examples (`speedup_ci95_low/high`; examples resampled with replacement,
+paired, a fixed seed). Time reduction is the same number as a percentage, 100·(1 − 1/speed-up): positive = less
+time than greedy. The best k of a method is the k with the largest speed-up (`best_k`). α is pooled per cell
+(metrics.acceptance_rate) with its bootstrap interval over the same resamples; the bound is Leviathan et al.'s at
+the run's measured cost ratio c, its interval spans the α interval and c's own (`bound_ci95_low/high`).
+`above_bound` marks a cell whose whole speed-up interval lies above the bound's: that cannot be real, and a
+check reports it. Every runner's summary.csv comes from `summary_rows`.
 """
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import math
 import statistics
 
 from . import metrics, timing
+from ._bootstrap import paired_ratio_ci
 from .methods import METHODS
 from .records import Record
 
@@ -37,8 +44,12 @@ def _quality(recs: list[Record], greedy_out: dict) -> dict:
     }
 
 
+def _reduction(speedup: float) -> float:
+    return 100.0 * (1.0 - 1.0 / speedup) if speedup and not math.isnan(speedup) else math.nan
+
+
 def _cell_row(method: str, k: int, alpha_req, recs: list[Record], greedy_s: dict, greedy_out: dict,
-              c: float) -> dict:
+              c: float, c_ci: tuple) -> dict:
     spec = METHODS[method].speculative if method in METHODS else False
     paired = [r for r in recs if r.example_id in greedy_s]
     t_m = sum(r.seconds for r in paired)
@@ -48,11 +59,16 @@ def _cell_row(method: str, k: int, alpha_req, recs: list[Record], greedy_s: dict
     alpha = metrics.acceptance_rate(accepted, sum(r.rejections for r in recs)) if spec else math.nan
     bound = metrics.speedup_bound(alpha, c, k) if spec else (1.0 if method == "greedy" else math.nan)
     speedup = t_g / t_m if paired and t_m > 0 else math.nan
+    ci = paired_ratio_ci([greedy_s[r.example_id] for r in paired], [r.seconds for r in paired],
+                         accepted=[sum(r.accepted) for r in paired] if spec else None,
+                         rejections=[r.rejections for r in paired] if spec else None,
+                         bound=(lambda a, cc: metrics.speedup_bound(a, cc, k)) if spec else None,
+                         c=c, c_ci=c_ci)
     first = recs[0]
     return {
         "method": method, "k": k, **timing.summarize([r.seconds for r in recs]),
         "tokens_per_s": sum(r.new_tokens for r in recs) / total if total > 0 else math.nan,
-        "time_reduction_pct": 100.0 * (1.0 - t_m / t_g) if paired and t_g > 0 else math.nan,
+        "time_reduction_pct": _reduction(speedup),
         "speedup": speedup,
         "mean_accepted": statistics.fmean(accepted) if accepted else math.nan,
         "alpha": alpha,
@@ -70,18 +86,41 @@ def _cell_row(method: str, k: int, alpha_req, recs: list[Record], greedy_s: dict
         "overhead_s_per_ex": statistics.fmean(r.overhead_seconds for r in recs),
         "target_calls": statistics.fmean(r.target_calls for r in recs),
         "draft_calls": statistics.fmean(r.draft_calls for r in recs),
+        "speedup_ci95_low": ci["ratio"][0], "speedup_ci95_high": ci["ratio"][1],
+        "time_reduction_ci95_low": _reduction(ci["ratio"][0]), "time_reduction_ci95_high": _reduction(ci["ratio"][1]),
+        "alpha_ci95_low": ci["alpha"][0], "alpha_ci95_high": ci["alpha"][1],
+        "bound_ci95_low": ci["bound"][0], "bound_ci95_high": ci["bound"][1],
+        "cost_ratio_ci95_low": c_ci[0] if spec else math.nan, "cost_ratio_ci95_high": c_ci[1] if spec else math.nan,
+        "above_bound": bool(spec and ci["ratio"][0] > ci["bound"][1]),
     }
 
 
-def summary_rows(records: list[Record], *, cost_ratio_c: float) -> list[dict]:
-    """One row per (method, k, requested α) of `records`, in first-seen order (NaN where a value does not apply)."""
+def summary_rows(records: list[Record], *, cost_ratio_c: float, cost_ratio_ci=None) -> list[dict]:
+    """One row per (method, k, requested α) of `records`, in first-seen order (NaN where a value does not apply).
+    `cost_ratio_ci`: c's 95 % interval (timing.measure_cost_ratio), NaN when not given."""
+    c_ci = tuple(float(x) if x is not None else math.nan for x in (cost_ratio_ci or (math.nan, math.nan)))
     by_cell: dict[tuple, list[Record]] = {}
     for r in records:
         by_cell.setdefault((r.method, int(r.k), r.alpha_requested), []).append(r)
     greedy_s = _greedy_reference(records)
     greedy_out = {r.example_id: r.output for r in records if r.method == "greedy"}
-    return [_cell_row(m, k, a, recs, greedy_s, greedy_out, cost_ratio_c)
+    return [_cell_row(m, k, a, recs, greedy_s, greedy_out, cost_ratio_c, c_ci)
             for (m, k, a), recs in by_cell.items()]
+
+
+BEST_K_GROUP = ("model", "draft", "method", "alpha_requested")
+
+
+def best_k(rows):
+    """Per (pair, method, requested α): the row of the k with the largest speed-up (the one definition; greedy
+    and methods without k are kept as they are). `rows`: a DataFrame of summary rows; returns one."""
+    df = rows.copy()
+    df["_group_alpha"] = df["alpha_requested"].fillna(-1.0) if "alpha_requested" in df else -1.0
+    keys = ["model", "draft", "method", "_group_alpha"]
+    uses_k = df["method"].map(lambda m: METHODS[m].uses_k if m in METHODS else True)
+    spec = df[uses_k & df["speedup"].notna()]
+    best = spec.loc[spec.groupby(keys, dropna=False)["speedup"].idxmax()] if len(spec) else spec
+    return best.drop(columns="_group_alpha")
 
 
 def clean(rows: list[dict]) -> list[dict]:
@@ -91,12 +130,19 @@ def clean(rows: list[dict]) -> list[dict]:
 
 TABLE_COLUMNS = {"method": "method", "k": "k", "alpha_requested": "alpha req.", "n": "n", "median_s": "median s/ex",
                  "tokens_per_s": "tok/s", "time_reduction_pct": "time red. %", "speedup": "speed-up",
+                 "speedup_ci": "speed-up 95% CI",
                  "mean_accepted": "acc/round", "alpha": "alpha", "cost_ratio_c": "c", "bound_speedup": "bound",
                  "achieved_over_bound": "ach/bound", "bleu_vs_greedy": "BLEU vs greedy", "bleu_vs_ref": "BLEU vs ref",
                  "exact_match_rate": "exact"}
 _FORMATS = {"alpha req.": "{:.2f}", "median s/ex": "{:.4f}", "tok/s": "{:.1f}", "time red. %": "{:+.1f}",
             "speed-up": "{:.3f}", "acc/round": "{:.2f}", "alpha": "{:.3f}", "c": "{:.3f}", "bound": "{:.3f}",
             "ach/bound": "{:.3f}", "BLEU vs greedy": "{:.1f}", "BLEU vs ref": "{:.1f}", "exact": "{:.2f}"}
+
+
+def _interval(lo, hi) -> str:
+    if lo is None or hi is None or (isinstance(lo, float) and math.isnan(lo)) or (isinstance(hi, float) and math.isnan(hi)):
+        return "-"
+    return f"{lo:.2f}–{hi:.2f}"
 
 
 def format_table(rows: list[dict]) -> str:
@@ -108,7 +154,9 @@ def format_table(rows: list[dict]) -> str:
     cols = dict(TABLE_COLUMNS)
     if all(r.get("alpha_requested") is None for r in rows):
         cols.pop("alpha_requested")
-    df = pd.DataFrame(rows)[list(cols)].rename(columns=cols)
+    df = pd.DataFrame(rows)
+    df["speedup_ci"] = [_interval(r.get("speedup_ci95_low"), r.get("speedup_ci95_high")) for r in rows]
+    df = df[list(cols)].rename(columns=cols)
     for col, f in _FORMATS.items():
         if col in df:
             df[col] = df[col].map(lambda v, f=f: "-" if v is None or (isinstance(v, float) and math.isnan(v))

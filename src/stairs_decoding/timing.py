@@ -130,12 +130,19 @@ def decoder_step_seconds(model, input_ids: torch.Tensor, *, context: int = 32, s
 
 def measure_cost_ratio(target, draft, input_ids: torch.Tensor, *, context: int = 32, steps: int = 24,
                        rounds: int = 5) -> dict:
-    """c = (draft decoder step time) / (target decoder step time), both with a KV cache, median of many steps."""
-    # Alternate the two models in short bursts so machine drift affects both alike.
+    """c = (draft decoder step time) / (target decoder step time), both with a KV cache.
+
+    The two models alternate in `rounds` short bursts (so machine drift affects both alike); each round gives one
+    ratio of the two bursts' median step times. c is the median of those ratios; `cost_ratio_ci95` is the 95 %
+    t-interval of their geometric mean (computed on log ratios, so it stays positive; NaN with a single round)."""
     t_target, t_draft = [], []
     for _ in range(rounds):
         t_target.append(decoder_step_seconds(target, input_ids, context=context, steps=steps, repeats=1))
         t_draft.append(decoder_step_seconds(draft, input_ids, context=context, steps=steps, repeats=1))
+    ratios = [d / t for d, t in zip(t_draft, t_target) if t > 0]
     tt, td = statistics.median(t_target), statistics.median(t_draft)
-    return {"target_step_s": tt, "draft_step_s": td, "cost_ratio_c": td / tt if tt > 0 else math.nan,
+    s = summarize([math.log(r) for r in ratios if r > 0])
+    return {"target_step_s": tt, "draft_step_s": td,
+            "cost_ratio_c": statistics.median(ratios) if ratios else math.nan,
+            "cost_ratio_ci95": [math.exp(s["ci95_low"]), math.exp(s["ci95_high"])], "cost_ratio_rounds": ratios,
             "context": context, "steps": steps, "rounds": rounds}

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import draft_greedy, greedy, hf_assisted, hf_greedy, stairs, stairs_cached
+from . import draft_greedy, greedy, hf_assisted, hf_assisted_default, hf_greedy, stairs, stairs_cached
 from ._engine import engine_run
 
 
@@ -61,6 +61,10 @@ register(Method("stairs_cached", stairs_cached, "ours: one causal row of k+1 tok
 register(Method("hf_assisted", hf_assisted, "Hugging Face assisted generation, target.generate("
                 "assistant_model=draft), constant k", needs_draft=True, uses_k=True, speculative=True, batch=False,
                 label="HF assisted (transformers)", color="#d62728", marker="^"))
+register(Method("hf_assisted_default", hf_assisted_default, "Hugging Face assisted generation with transformers' "
+                "defaults (confidence stop 0.4, no decoder mask), k set on the draft's generation_config",
+                needs_draft=True, uses_k=True, speculative=True, batch=False,
+                label="HF assisted, defaults", color="#ff7f0e", marker="P"))
 register(Method("draft_greedy", draft_greedy, "the draft alone, greedily (the quality/speed floor)",
                 needs_draft=True, uses_target=False, exact=False, label="draft alone", color="#9467bd", marker="v"))
 register(Method("hf_greedy", hf_greedy, "transformers' own target.generate(do_sample=False): the overhead "

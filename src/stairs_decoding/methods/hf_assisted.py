@@ -1,7 +1,7 @@
 """The peer baseline: Hugging Face assisted generation, `target.generate(assistant_model=draft)`.
 
 Same k, constant schedule, confidence-based early stopping of the draft turned off, so that it proposes
-exactly what our methods propose. Hooks count each model's forward calls and time; the per-round accepted
+exactly what our methods propose (hf_assisted_default.py runs it with transformers' defaults instead). Hooks count each model's forward calls and time; the per-round accepted
 counts are read off the target's cache length at each verification call.
 
 Encoder-decoder models get an explicit all-ones `decoder_attention_mask`. Without one, transformers 5.x's
@@ -28,8 +28,9 @@ from ..timing import Clock
 class _Meter:
     """Forward hooks on one module: number of calls, seconds inside them, cache length at each call."""
 
-    def __init__(self, module: torch.nn.Module, clock: Clock):
+    def __init__(self, module: torch.nn.Module, clock: Clock, name: str = "", events: list | None = None):
         self.clock, self.calls, self.seconds, self.cache_lens = clock, 0, 0.0, []
+        self.name, self.events = name, events      # events: a list shared by meters, one name per finished call
         self._t0 = 0.0
         self._handles = [module.register_forward_pre_hook(self._pre, with_kwargs=True),
                          module.register_forward_hook(self._post)]
@@ -42,6 +43,8 @@ class _Meter:
     def _post(self, module, args, output):
         self.seconds += self.clock() - self._t0
         self.calls += 1
+        if self.events is not None:
+            self.events.append(self.name)
 
     def remove(self):
         for h in self._handles:
@@ -49,13 +52,17 @@ class _Meter:
 
 
 @contextlib.contextmanager
-def _assistant_settings(draft, k: int):
+def _assistant_settings(draft, k: int, *, defaults: bool = False):
+    """k where transformers 5.x reads it (the assistant's generation_config; `num_assistant_tokens` passed to
+    `target.generate()` has no effect there). Ours: constant schedule and no confidence stop; `defaults`: k alone,
+    transformers' defaults for the rest. Restored afterwards (transformers also persists a threshold it adapts)."""
     cfg = draft.generation_config
     saved = {name: getattr(cfg, name, None) for name in
              ("num_assistant_tokens", "num_assistant_tokens_schedule", "assistant_confidence_threshold")}
     cfg.num_assistant_tokens = k
-    cfg.num_assistant_tokens_schedule = "constant"
-    cfg.assistant_confidence_threshold = 0.0   # 0 = never stop drafting early on low confidence
+    if not defaults:
+        cfg.num_assistant_tokens_schedule = "constant"
+        cfg.assistant_confidence_threshold = 0.0   # 0 = never stop drafting early on low confidence
     try:
         yield
     finally:
@@ -124,12 +131,22 @@ def _config_for_hf(settings, target, max_new_tokens: int) -> GenerationConfig:
 def generate_run(target, draft, input_ids, attention_mask, *, k: int, max_new_tokens: int, schedule: str, settings,
                  stats: DecodingStats, clock: Clock) -> list[list[int]]:
     """`target.generate(assistant_model=draft)` with k draft tokens per round (constant), metered."""
+    return assisted_run(target, draft, input_ids, attention_mask, k=k, max_new_tokens=max_new_tokens,
+                        settings=settings, stats=stats, clock=clock, defaults=False)
+
+
+def assisted_run(target, draft, input_ids, attention_mask, *, k: int, max_new_tokens: int, settings,
+                 stats: DecodingStats, clock: Clock, defaults: bool) -> list[list[int]]:
+    """One metered `target.generate(assistant_model=draft)`. `defaults=False`: our settings (constant k, no
+    confidence stop, the decoder mask of the module docstring); `defaults=True`: k alone, nothing else changed.
+    The drafted count of each round is the number of draft decoder calls before its verification call."""
     enc_dec = bool(target.config.is_encoder_decoder)
     eos_ids = settings.eos_ids
     if draft is target:
         draft = _own_hooks(target)
     config = _config_for_hf(settings, target, max_new_tokens)
-    meters = {"target": _Meter(target, clock), "draft": _Meter(draft, clock)}
+    events: list[str] = []
+    meters = {"target": _Meter(target, clock, "target", events), "draft": _Meter(draft, clock, "draft", events)}
     if enc_dec:
         meters["target_enc"] = _Meter(target.get_encoder(), clock)
         # A shared encoder module (draft is target) is metered once; its time then counts for the target.
@@ -137,10 +154,10 @@ def generate_run(target, draft, input_ids, attention_mask, *, k: int, max_new_to
             meters["draft_enc"] = _Meter(draft.get_encoder(), clock)
     try:
         extra = {}
-        if enc_dec:   # see the module docstring: without it the assistant re-feeds its whole decoder sequence
+        if enc_dec and not defaults:   # see the module docstring: else the assistant re-feeds its decoder sequence
             extra["decoder_attention_mask"] = torch.ones(input_ids.shape[0], 1, dtype=torch.long,
                                                          device=input_ids.device)
-        with _assistant_settings(draft, k), _quiet_internal_deprecation():
+        with _assistant_settings(draft, k, defaults=defaults), _quiet_internal_deprecation():
             out = target.generate(input_ids, attention_mask=attention_mask, assistant_model=draft,
                                   generation_config=config, **extra)
     finally:
@@ -157,11 +174,22 @@ def generate_run(target, draft, input_ids, attention_mask, *, k: int, max_new_to
     # Round r starts with cur_len_r committed tokens: the prefix, then (cache length + 1) after a crop.
     starts = [prefix] + [n + 1 for n in meters["target"].cache_lens[1:]] + [prefix + len(row)]
     stats.accepted = [max(0, b - a - 1) for a, b in zip(starts, starts[1:])]
-    # HF drafts min(k, tokens left - 1) per round; a round that kept fewer, and did not end the output, was
-    # a rejection.
-    stats.drafted = [min(k, max_new_tokens - (a - prefix) - 1) for a in starts[:-1]]
+    stats.drafted = _drafted_per_round(events)
+    # A round that kept fewer than it drafted, and did not end the output, was a rejection.
     stats.rejections = sum(acc < d for acc, d in zip(stats.accepted[:-1], stats.drafted[:-1]))
     if stats.accepted and row and row[-1] not in (eos_ids or ()) and stats.accepted[-1] < stats.drafted[-1] \
             and len(row) < max_new_tokens:
         stats.rejections += 1
     return [row]
+
+
+def _drafted_per_round(events: list[str]) -> list[int]:
+    """Draft calls between verification calls: ["draft", "draft", "target", "draft", "target"] → [2, 1]."""
+    drafted, n = [], 0
+    for name in events:
+        if name == "draft":
+            n += 1
+        elif name == "target":
+            drafted.append(n)
+            n = 0
+    return drafted
