@@ -69,6 +69,9 @@ def test_best_k_is_the_largest_speed_up_not_the_lowest_median():
     best = best_k(df)
     assert best[["method", "k"]].values.tolist() == [["stairs_cached", 4]]
     assert float(df[df.k == 2].median_s.iloc[0]) < float(df[df.k == 4].median_s.iloc[0])
+    # summaries of two runs concatenated without a fresh index (repeated row labels): still one row per group
+    two = pd.concat([df, df.assign(model="other")])
+    assert sorted(best_k(two)[["model", "k"]].values.tolist()) == [["m", 4], ["other", 4]]
 
 
 def test_speed_up_interval_is_a_paired_bootstrap_over_examples():

@@ -13,11 +13,12 @@ from .errors import NoRunsError
 from .methods import METHODS
 
 PAPER_REDUCTION_PCT = {"t5-large": 17.24, "t5-3b": 9.58}      # the paper's abstract (T5-small assistant)
-# Speculative methods, their figure style and the bar order: all from the method registry.
+# Speculative methods and their figure style: from the method registry.
 METHOD_STYLE = {m.name: {"color": m.color, "marker": m.marker, "label": m.label} for m in METHODS.values()
                 if m.speculative}
 SPEC_METHODS = tuple(METHOD_STYLE)
-BAR_ORDER = ("greedy",) + SPEC_METHODS
+# The target alone: our greedy (the reference of every speed-up) and transformers' own greedy loop.
+BASELINES = tuple(m.name for m in METHODS.values() if not m.speculative and m.uses_target)
 
 
 # -- shared helpers ---------------------------------------------------------------------------------------------
@@ -76,6 +77,22 @@ def _model_size(model: str) -> float:
     return float(shape.params or 0) if shape is not None else math.inf
 
 
+def _err(df, point: str, low: str, high: str):
+    """Asymmetric error bars (2 × n) for `point` from its interval columns; 0 where an interval is missing (n < 2,
+    or a summary written before the intervals existed)."""
+    import numpy as np
+
+    y = np.asarray(df[point], dtype=float)
+    lo = np.asarray(df[low], dtype=float) if low in df.columns else np.full_like(y, np.nan)
+    hi = np.asarray(df[high], dtype=float) if high in df.columns else np.full_like(y, np.nan)
+    return np.vstack([np.nan_to_num(np.clip(y - lo, 0, None)), np.nan_to_num(np.clip(hi - y, 0, None))])
+
+
+def _reduction(speedup: float) -> float:
+    """Time reduction in % (positive = less time than greedy) from a speed-up (greedy time / method time)."""
+    return 100.0 * (1.0 - 1.0 / speedup)
+
+
 # -- paper-scale α sweep ----------------------------------------------------------------------------------------
 def load_alpha_sweep(runs) -> tuple:
     """A summary DataFrame (the summary.csv rows of controlled-draft runs, e.g. experiment=paper_scale_t5_large) and
@@ -102,84 +119,142 @@ def best_k_per_alpha(df):
     return _best(spec).sort_values(["model", "method", "alpha_requested"])
 
 
+def _cost_ratio_of(sub) -> tuple[float, float, float, str]:
+    """c (median over the runs), the ends of its 95 % CI over the runs, and its label for a panel title."""
+    cs = sorted(set(round(float(x), 3) for x in sub.cost_ratio_c.dropna()))
+    c = float(sub.cost_ratio_c.dropna().median()) if cs else math.nan
+    lo = hi = math.nan
+    if "cost_ratio_ci95_low" in sub and sub.cost_ratio_ci95_low.notna().any():
+        lo, hi = float(sub.cost_ratio_ci95_low.dropna().min()), float(sub.cost_ratio_ci95_high.dropna().max())
+    text = "?" if not cs else f"{cs[0]:.3f}" if len(cs) == 1 else f"{cs[0]:.3f}–{cs[-1]:.3f} (runs)"
+    if not math.isnan(lo):
+        text += f" (95 % CI {lo:.3f}–{hi:.3f})"
+    return c, lo, hi, text
+
+
+def _draw_bound(ax, c: float, c_lo: float, c_hi: float, ks: list[int], alphas: list[float]) -> list[float]:
+    """The ideal bound's time reduction at the measured c and the best of `ks`, on a fine α grid, with a band over
+    c's 95 % CI; returns every value drawn (for the y-range)."""
+    from .metrics import speedup_bound
+
+    if math.isnan(c) or not ks:
+        return []
+    grid = [min(alphas) + (max(alphas) - min(alphas)) * i / 100 for i in range(101)] if len(alphas) > 1 else alphas
+
+    def ideal(cc):
+        return [_reduction(max(speedup_bound(a, cc, k) for k in ks)) for a in grid]
+
+    bound = ideal(c)
+    band = not math.isnan(c_lo)
+    ax.plot(grid, bound, ":" if len(grid) > 1 else "x", color="0.45", lw=1.5, ms=8,
+            label="ideal bound (measured c, best k" + ("; band: c's 95 % CI)" if band else ")"))
+    if not band:
+        return bound
+    band_lo, band_hi = ideal(c_hi), ideal(c_lo)
+    if len(grid) > 1:
+        ax.fill_between(grid, band_lo, band_hi, color="0.6", alpha=0.18, lw=0)
+    else:
+        ax.errorbar(grid, bound, yerr=[[bound[0] - band_lo[0]], [band_hi[0] - bound[0]]], fmt="none", ecolor="0.45",
+                    capsize=4)
+    return bound + band_hi
+
+
+def _draw_alpha_methods(ax, sub, alphas: list[float], low: float) -> None:
+    """Each speculative method's best-k points with their CI bars and k labels; a method below `low` + 4 is drawn
+    at the bottom edge with its value written in; a method swept at fewer α than the panel gets no line."""
+    for method, style in METHOD_STYLE.items():
+        m = sub[sub.method == method]
+        if m.empty:
+            continue
+        ys = [max(y, low + 4.0) for y in m.time_reduction_pct]
+        clipped = any(y < low + 4.0 for y in m.time_reduction_pct)
+        gaps = len(m) < len(alphas)
+        ax.plot(m.alpha_requested, ys, marker="v" if clipped else style["marker"], color=style["color"],
+                label=style["label"] + (": off scale below, value written in" if clipped else ""),
+                lw=1.8, ms=7, ls="none" if clipped or gaps else "-")
+        if not clipped:
+            ax.errorbar(m.alpha_requested, m.time_reduction_pct,
+                        yerr=_err(m, "time_reduction_pct", "time_reduction_ci95_low", "time_reduction_ci95_high"),
+                        fmt="none", ecolor=style["color"], elinewidth=1.1, capsize=3)
+        for a, y, yd, k in zip(m.alpha_requested, m.time_reduction_pct, ys, m.k):
+            text = f"{y:.0f} % (k={int(k)})" if y < low + 4.0 else f"k={int(k)}"
+            ax.annotate(text, (a, yd), textcoords="offset points", xytext=(6, -11 if method == "hf_assisted" else 5),
+                        fontsize=7, color=style["color"])
+
+
+def _draw_hf_greedy(ax, runs_df) -> None:
+    """transformers' own greedy loop (the baseline users know) as a horizontal line with its CI in the label."""
+    hf = runs_df[runs_df.method == "hf_greedy"]
+    if not len(hf):
+        return
+    r = hf.iloc[0]
+    ci = ""
+    if "time_reduction_ci95_low" in r and not math.isnan(float(r.time_reduction_ci95_low)):
+        ci = f" [{float(r.time_reduction_ci95_low):+.1f}, {float(r.time_reduction_ci95_high):+.1f}]"
+    ax.axhline(float(r.time_reduction_pct), color=METHODS["hf_greedy"].color, lw=1.0, ls="-.",
+               label=f"{METHODS['hf_greedy'].label}: {float(r.time_reduction_pct):+.1f} %{ci}")
+
+
 def plot_alpha_sweep(runs, out_dir="paper_figures", *, name: str = "paper_scale_alpha",
                      floor_pct: float = -60.0) -> list[Path]:
     """Time reduction vs greedy against the draft's acceptance rate α, each method at its best k for each α
-    (annotated), one panel per target; dotted: the ideal bound (Leviathan et al.) at the run's measured cost
-    ratio c, best k; dashed: the paper's reported reduction for that target. Saved as `name`.pdf/.png."""
+    (annotated), with its bootstrap 95 % CI over examples; one panel per target, each naming the ks it swept.
+    Dotted: the ideal bound (Leviathan et al.) at the run's measured cost ratio c and the best swept k, the band
+    spanning c's 95 % CI; dashed: the paper's reported reduction for that target. Saved as `name`.pdf/.png."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .metrics import speedup_bound
-
     df, envs = load_alpha_sweep(runs)
     best = best_k_per_alpha(df)
     models = sorted(dict.fromkeys(best.model), key=_model_size)
-    fig, axes = plt.subplots(1, len(models), figsize=(6.4 * len(models), 5.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(models), figsize=(7.0 * len(models), 5.4), squeeze=False)
     for ax, model in zip(axes[0], models):
-        sub = best[best.model == model]
-        key = _arch_key(model)
+        sub, key = best[best.model == model], _arch_key(model)
         draft = next((d for d in sub.draft.dropna().unique()), "?")
-        cs = sorted(set(round(float(x), 3) for x in sub.cost_ratio_c.dropna()))
-        c = float(sub.cost_ratio_c.dropna().median()) if cs else math.nan
-        c_text = "?" if not cs else f"{cs[0]:.3f}" if len(cs) == 1 else f"{cs[0]:.3f}–{cs[-1]:.3f} (runs)"
-        ks = sorted(int(k) for k in df[(df.model == model) & (df.method != "greedy")].k.unique())
+        c, c_lo, c_hi, c_text = _cost_ratio_of(sub)
+        ks = sorted(int(k) for k in df[(df.model == model) & df.method.isin(SPEC_METHODS)].k.unique() if k >= 1)
         alphas = sorted(sub.alpha_requested.unique())
-        # Ideal bound at the measured c, best k over the swept ks, on a fine α grid.
-        if not math.isnan(c) and ks:
-            grid = [min(alphas) + (max(alphas) - min(alphas)) * i / 100 for i in range(101)] if len(alphas) > 1 \
-                else alphas
-            bound = [100 * (1 - 1 / max(speedup_bound(a, c, k) for k in ks)) for a in grid]
-            ax.plot(grid, bound, ":" if len(grid) > 1 else "x", color="0.45", lw=1.5, ms=8,
-                    label=f"ideal bound at measured c, best k")
+        bound = _draw_bound(ax, c, c_lo, c_hi, ks, alphas)
         # The y-range follows the methods that come near the bound; a method far below (the uncached stairs on a
         # CPU) is drawn at the bottom edge with its values written in, rather than squashing the others.
-        top = max([float(sub.time_reduction_pct.max()), PAPER_REDUCTION_PCT.get(key, 0.0)] +
-                  ([max(bound)] if not math.isnan(c) and ks else []))
+        tops = [float(sub.time_reduction_pct.max()), PAPER_REDUCTION_PCT.get(key, 0.0)] + bound
+        if "time_reduction_ci95_high" in sub and sub.time_reduction_ci95_high.notna().any():
+            tops.append(float(sub.time_reduction_ci95_high.max()))
         near = sub[sub.time_reduction_pct >= floor_pct].time_reduction_pct
         low = min([float(near.min()) if len(near) else 0.0, 0.0]) - 12.0
-        for method, style in METHOD_STYLE.items():
-            m = sub[sub.method == method]
-            if m.empty:
-                continue
-            ys = [max(y, low + 4.0) for y in m.time_reduction_pct]
-            clipped = any(y < low + 4.0 for y in m.time_reduction_pct)
-            ax.plot(m.alpha_requested, ys, marker="v" if clipped else style["marker"], color=style["color"],
-                    label=style["label"] + (": off scale below, value written in" if clipped else ""),
-                    lw=1.8, ms=7, ls="none" if clipped else "-")
-            for a, y, yd, k in zip(m.alpha_requested, m.time_reduction_pct, ys, m.k):
-                text = f"{y:.0f} % (k={int(k)})" if y < low + 4.0 else f"k={int(k)}"
-                ax.annotate(text, (a, yd), textcoords="offset points", xytext=(5, -11 if
-                            method == "hf_assisted" else 5), fontsize=7, color=style["color"])
-        ax.set_ylim(low, top + 12.0)
+        _draw_alpha_methods(ax, sub, alphas, low)
+        ax.set_ylim(low, max(tops) + 12.0)
         if key in PAPER_REDUCTION_PCT:
             y = PAPER_REDUCTION_PCT[key]
             ax.axhline(y, ls="--", color="k", lw=1.1, label=f"paper, {key}: {y} %")
         ax.axhline(0, color="0.75", lw=0.8)
-        ax.set_title(f"{key} target ← {_arch_key(draft)} draft (architecture only)\nc = {c_text}, "
-                     f"{int(sub.n.max())} example(s)", fontsize=10)
+        _draw_hf_greedy(ax, df[df.model == model])
+        ax.set_title(f"{key} target ← {_arch_key(draft)} draft (architecture only)\nc = {c_text}; "
+                     f"{int(sub.n.max())} examples per point\nk swept: {_swept_ks(df[df.model == model])}",
+                     fontsize=9)
         ax.set_xlabel("draft acceptance rate α (controlled)")
-        ax.set_ylabel("time reduction vs greedy (%)")
+        ax.set_ylabel("time reduction vs greedy (%, positive = faster)")
         ax.grid(alpha=0.3)
         span = (max(alphas) - min(alphas)) or 0.2
         ax.set_xlim(min(alphas) - 0.06 * span, max(alphas) + 0.12 * span)
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
+        ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
     caption = ("Architecture-true T5 shapes with seeded random weights (not the checkpoints); draft acceptance α "
-               "set by a controlled draft; each method at its best k per α (k swept: " + _swept_ks(df) + "); "
-               "random prompts, "
-               "fixed-length output (EOS ignored); c = draft/target decoder-step time, measured.\n"
+               "set by a controlled draft; each method at its best k per α (largest speed-up; error bars: paired "
+               "bootstrap 95 % CI over examples); random prompts, fixed-length output (EOS ignored); "
+               "c = draft/target decoder-step time, measured in the same run.\n"
                + (environment_caption(envs) if envs else ""))
-    fig.tight_layout()
-    fig.text(0.01, -0.08, caption, ha="left", va="top", fontsize=7.5, wrap=True)
+    fig.tight_layout(w_pad=3.0)
+    fig.text(0.01, -0.1, caption, ha="left", va="top", fontsize=7.5, wrap=True)
     paths = save_figure(fig, out_dir, name)
     plt.close(fig)
     return paths
 
 
 def alpha_sweep_table(runs):
-    """Time reduction (%) at the best k, rows α, columns method, with the k in brackets (strings)."""
+    """Time reduction (%, positive = faster) at the best k, rows α, columns method, with its 95 % CI in square
+    brackets and the k in round ones (strings)."""
     df, _ = load_alpha_sweep(runs)
     best = best_k_per_alpha(df)
     out = {}
@@ -187,6 +262,12 @@ def alpha_sweep_table(runs):
         red = sub.pivot(index="alpha_requested", columns="method", values="time_reduction_pct")
         ks = sub.pivot(index="alpha_requested", columns="method", values="k")
         cell = red.round(1).astype(str) + " (k=" + ks.astype("Int64").astype(str) + ")"
+        if "time_reduction_ci95_low" in sub.columns and sub.time_reduction_ci95_low.notna().any():
+            lo = sub.pivot(index="alpha_requested", columns="method", values="time_reduction_ci95_low")
+            hi = sub.pivot(index="alpha_requested", columns="method", values="time_reduction_ci95_high")
+            with_ci = (red.round(1).astype(str) + " [" + lo.round(1).astype(str) + ", " + hi.round(1).astype(str)
+                       + "] (k=" + ks.astype("Int64").astype(str) + ")")
+            cell = with_ci.where(lo.notna(), cell)
         out[model] = cell.where(red.notna(), "-")
     return out
 
@@ -294,19 +375,31 @@ def _is_paper_pair(model: str, draft: str) -> str | None:
 
 
 def reduction_table(summary):
-    """Time reduction % vs greedy per (pair, method, k), with the paper's value beside ours where the pair matches
-    (the paper reports one number per pair, for its stairs method)."""
+    """Per (pair, method, k): mean time per example, speed-up vs greedy (total greedy time over total method time on
+    the same examples) with its bootstrap 95 % CI, the same as a time reduction (%, positive = faster), α and the
+    ideal bound; the paper's value beside ours where the pair matches (the paper reports one number per pair, for
+    its stairs method). transformers' own greedy loop (hf_greedy) is a row of its own."""
+    import pandas as pd
+
+    def ci(r, low, high, fmt="{:.2f}"):
+        lo, hi = r.get(low), r.get(high)
+        if lo is None or hi is None or (isinstance(lo, float) and math.isnan(lo)):
+            return ""
+        return f"[{fmt.format(lo)}, {fmt.format(hi)}]"
+
     rows = []
-    for _, r in summary[summary["method"].isin(SPEC_METHODS + ("draft_greedy",))].iterrows():
+    for _, r in summary[summary["method"] != "greedy"].iterrows():
         paper = _is_paper_pair(r["model"], r["draft"])
         rows.append({
-            "pair": r["pair"], "method": r["method"], "k": int(r["k"]) if r["method"] != "draft_greedy" else "–",
-            "median s/ex": r["median_s"], "time reduction %": r["time_reduction_pct"], "speed-up": r["speedup"],
+            "pair": r["pair"], "method": r["method"],
+            "k": int(r["k"]) if r["method"] in SPEC_METHODS else "–",
+            "mean s/ex": r["mean_s"], "speed-up": r["speedup"],
+            "speed-up 95% CI": ci(r, "speedup_ci95_low", "speedup_ci95_high"),
+            "time reduction %": r["time_reduction_pct"],
+            "time reduction 95% CI": ci(r, "time_reduction_ci95_low", "time_reduction_ci95_high", "{:.1f}"),
             "α": r.get("alpha"), "bound": r.get("bound_speedup"),
             "paper %": PAPER_REDUCTION_PCT[paper] if paper and r["method"] == "stairs" else None,
         })
-    import pandas as pd
-
     return pd.DataFrame(rows)
 
 
@@ -314,12 +407,15 @@ def write_table(table, out_dir, name: str = "time_reduction") -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fmt = table.copy()
-    for col in ("median s/ex",):
-        fmt[col] = fmt[col].map(lambda v: f"{v:.4f}")
+
+    def num(digits):
+        return lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+    fmt["mean s/ex"] = fmt["mean s/ex"].map(num(4))
     for col in ("time reduction %", "paper %"):
-        fmt[col] = fmt[col].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}")
+        fmt[col] = fmt[col].map(num(2))
     for col in ("speed-up", "α", "bound"):
-        fmt[col] = fmt[col].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}")
+        fmt[col] = fmt[col].map(num(2))
     md, tex = out / f"{name}.md", out / f"{name}.tex"
     md.write_text(fmt.to_markdown(index=False) + "\n", encoding="utf-8")
     tex.write_text(fmt.to_latex(index=False).replace("α", r"$\alpha$").replace("←", r"$\leftarrow$").replace("%", r"\%"),
@@ -345,75 +441,104 @@ def _panels(n: int, width: float = 5.2, height: float = 3.8):
     return fig, axes[0]
 
 
-def _caption(fig, text: str) -> None:
-    fig.text(0.01, -0.02, text, ha="left", va="top", fontsize=7.5, color="#444444")
+def _caption(fig, text: str, y: float = -0.02) -> None:
+    fig.text(0.01, y, text, ha="left", va="top", fontsize=7.5, color="#444444")
+
+
+def _legend_below(ax, ncol: int = 3) -> None:
+    """The legend under the axes, where it cannot cover data."""
+    ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol, frameon=False)
 
 
 def plot_time_vs_k(summary, out_dir, name: str = "time_vs_k") -> list[Path]:
-    """Median time per example vs the assistant batch size k, per method; greedy as a horizontal line
-    (the paper's "t5-large-batch"/"t5-3b-batch" analogue). One panel per pair."""
+    """Mean time per example vs the assistant batch size k, per method, shaded with the 95 % CI of the mean; greedy
+    (and transformers' greedy, the draft alone) as horizontal lines (the paper's "t5-large-batch"/"t5-3b-batch"
+    analogue). One panel per pair."""
     pairs = list(summary["pair"].unique())
-    fig, axes = _panels(len(pairs))
+    fig, axes = _panels(len(pairs), height=4.4)
     for ax, pair in zip(axes, pairs):
         s = summary[summary["pair"] == pair]
-        g = s[s["method"] == "greedy"]
-        if len(g):
-            ax.axhline(float(g["median_s"].iloc[0]), color="black", lw=1.5, ls="--", label="greedy (target alone)")
-        dg = s[s["method"] == "draft_greedy"]
-        if len(dg):
-            ax.axhline(float(dg["median_s"].iloc[0]), color="grey", lw=1, ls=":", label="draft alone")
+        for method, style in (("greedy", dict(color="black", lw=1.5, ls="--")),
+                              ("hf_greedy", dict(color=METHODS["hf_greedy"].color, lw=1.0, ls="-.")),
+                              ("draft_greedy", dict(color="grey", lw=1, ls=":"))):
+            g = s[s["method"] == method]
+            if not len(g):
+                continue
+            label = {"greedy": "greedy (target alone)", "draft_greedy": "draft alone"}.get(method,
+                                                                                             METHODS[method].label)
+            ax.axhline(float(g["mean_s"].iloc[0]), label=label, **style)
+            if g["ci95_low"].notna().all():
+                ax.axhspan(float(g["ci95_low"].iloc[0]), float(g["ci95_high"].iloc[0]), color=style["color"],
+                           alpha=0.08, lw=0)
         for method in SPEC_METHODS:
             m = s[s["method"] == method].sort_values("k")
             if not len(m):
                 continue
             st = METHOD_STYLE[method]
-            ax.plot(m["k"], m["median_s"], marker=st["marker"], color=st["color"], label=st["label"])
+            ax.plot(m["k"], m["mean_s"], marker=st["marker"], color=st["color"], label=st["label"])
             if {"ci95_low", "ci95_high"} <= set(m.columns) and m["ci95_low"].notna().all():
                 ax.fill_between(m["k"], m["ci95_low"], m["ci95_high"], color=st["color"], alpha=0.12, lw=0)
         ax.set_xlabel("assistant batch size k (draft tokens per round)")
         _integer_ticks(ax)
-        ax.set_ylabel("median time per example (s)")
+        ax.set_ylabel("mean time per example (s)")
         ax.set_title(pair, fontsize=10)
         ax.grid(alpha=0.3)
         ax.set_ylim(bottom=0)
-        ax.legend(fontsize=8)
-    fig.suptitle("Time per example vs k (shaded: 95 % CI of the mean)", fontsize=11)
-    _caption(fig, runs_caption(summary))
+        _legend_below(ax)
+    fig.suptitle("Time per example vs k (shaded: 95 % CI of the mean over examples)", fontsize=11)
+    fig.tight_layout()
+    _caption(fig, runs_caption(summary), y=-0.08)
     paths = save_figure(fig, out_dir, name)
     _close(fig)
     return paths
 
 
 def plot_inference_bars(summary, out_dir, name: str = "inference_time") -> list[Path]:
-    """Greedy, HF assisted, stairs and stairs_cached at their best k, with the time reduction % on the bars
-    (the paper's "…-inf" analogue). One panel per pair."""
+    """Greedy, transformers' greedy, and every speculative method at its best k (largest speed-up): mean time per
+    example with the 95 % CI of the mean, labelled with the time reduction vs greedy (positive = faster) and its
+    bootstrap 95 % CI (the paper's "…-inf" analogue). One panel per pair."""
     pairs = list(summary["pair"].unique())
     best = best_k(summary)
-    fig, axes = _panels(len(pairs), width=5.0)
-    colors = {m: METHODS[m].color for m in BAR_ORDER}
+    order = BASELINES + SPEC_METHODS
+    fig, axes = _panels(len(pairs), width=1.0 + 0.95 * len(order), height=4.2)
     for ax, pair in zip(axes, pairs):
         s = summary[summary["pair"] == pair]
-        g = s[s["method"] == "greedy"]
         bars = []
-        for method in BAR_ORDER:
-            row = g if method == "greedy" else best[(best["pair"] == pair) & (best["method"] == method)]
+        for method in order:
+            row = s[s["method"] == method] if method in BASELINES else \
+                best[(best["pair"] == pair) & (best["method"] == method)]
             if len(row):
                 bars.append((method, row.iloc[0]))
-        x = range(len(bars))
-        heights = [float(r["median_s"]) for _, r in bars]
-        ax.bar(x, heights, color=[colors[m] for m, _ in bars], width=0.65)
+        x = list(range(len(bars)))
+        heights = [float(r["mean_s"]) for _, r in bars]
+        import pandas as pd
+
+        frame = pd.DataFrame([r for _, r in bars])
+        yerr = _err(frame, "mean_s", "ci95_low", "ci95_high")
+        ax.bar(x, heights, color=[METHODS[m].color if m != "greedy" else "#444444" for m, _ in bars], width=0.65,
+               yerr=yerr, capsize=3, ecolor="black", error_kw={"elinewidth": 0.9})
         for i, (method, r) in enumerate(bars):
-            label = "baseline" if method == "greedy" else f"{-float(r['time_reduction_pct']):+.1f} %\nk={int(r['k'])}"
-            ax.text(i, heights[i], label, ha="center", va="bottom", fontsize=8)
-        ax.set_xticks(list(x))
-        ax.set_xticklabels([METHOD_STYLE.get(m, {"label": "greedy"})["label"].replace(" (", "\n(") for m, _ in bars],
-                           fontsize=8)
-        ax.set_ylabel("median time per example (s)")
-        ax.set_ylim(0, max(heights) * 1.25)
+            if method == "greedy":
+                label = "baseline"
+            else:
+                label = f"{float(r['time_reduction_pct']):+.1f} %"
+                lo, hi = r.get("time_reduction_ci95_low"), r.get("time_reduction_ci95_high")
+                if lo is not None and not (isinstance(lo, float) and math.isnan(lo)):
+                    label += f"\n[{float(lo):+.0f}, {float(hi):+.0f}]"
+                if method != "hf_greedy":
+                    label += f"\nk={int(r['k'])}"
+            ax.text(i, heights[i] + yerr[1][i], label, ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(x)
+        ax.set_xticklabels(["greedy" if m == "greedy" else METHODS[m].label.replace(" (", "\n(").replace(", ", ",\n")
+                            for m, _ in bars], fontsize=7, rotation=0)
+        ax.set_ylabel("mean time per example (s)")
+        ax.set_ylim(0, max(h + e for h, e in zip(heights, yerr[1])) * 1.35)
         ax.set_title(pair, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("Inference time at each method's best k (label: time change vs greedy)", fontsize=11)
-    _caption(fig, runs_caption(summary))
+    fig.suptitle("Inference time at each method's best k (labels: time reduction vs greedy, positive = faster, "
+                 "with its 95 % CI)", fontsize=10)
+    fig.tight_layout()
+    _caption(fig, runs_caption(summary), y=-0.04)
     paths = save_figure(fig, out_dir, name)
     _close(fig)
     return paths
@@ -437,7 +562,7 @@ def plot_acceptance(results, summary, out_dir, name: str = "acceptance") -> list
     ax1.set_xlabel("draft tokens accepted in a round")
     ax1.set_ylabel("share of rounds")
     ax1.set_title("Accepted per round (stairs_cached)", fontsize=10)
-    ax1.legend(fontsize=8)
+    _legend_below(ax1, ncol=2)
     ax1.grid(alpha=0.3)
 
     s = summary[summary["method"].isin(SPEC_METHODS)].dropna(subset=["bound_speedup", "speedup"])
@@ -447,21 +572,26 @@ def plot_acceptance(results, summary, out_dir, name: str = "acceptance") -> list
         if not len(m):
             continue
         st = METHOD_STYLE[method]
-        ax2.scatter(m["bound_speedup"], m["speedup"], color=st["color"], marker=st["marker"], label=st["label"])
+        ax2.errorbar(m["bound_speedup"], m["speedup"], yerr=_err(m, "speedup", "speedup_ci95_low", "speedup_ci95_high"),
+                     xerr=_err(m, "bound_speedup", "bound_ci95_low", "bound_ci95_high"), fmt=st["marker"],
+                     color=st["color"], label=st["label"], elinewidth=0.8, capsize=2, ms=5)
         for _, r in m.iterrows():
             ax2.annotate(f"{int(r['k'])}", (r["bound_speedup"], r["speedup"]), fontsize=6.5,
                          xytext=(3, 2), textcoords="offset points", color=st["color"])
-        hi = max(hi, float(m["bound_speedup"].max()), float(m["speedup"].max()))
+        hi = max([hi, float(m["bound_speedup"].max()), float(m["speedup"].max())]
+                 + [float(m[c].max()) for c in ("speedup_ci95_high", "bound_ci95_high")
+                    if c in m.columns and m[c].notna().any()])
     ax2.plot([0, hi * 1.05], [0, hi * 1.05], color="black", lw=1, ls="--", label="achieved = bound")
     ax2.axhline(1.0, color="grey", lw=0.8, ls=":")
     ax2.set_xlim(0, hi * 1.05)
     ax2.set_ylim(0, hi * 1.05)
     ax2.set_xlabel("ideal speed-up bound from measured α and c")
     ax2.set_ylabel("achieved speed-up vs greedy")
-    ax2.set_title("Achieved vs ideal (numbers: k)", fontsize=10)
-    ax2.legend(fontsize=8, loc="upper left")
+    ax2.set_title("Achieved vs ideal (numbers: k; bars: 95 % CIs)", fontsize=10)
+    _legend_below(ax2, ncol=2)
     ax2.grid(alpha=0.3)
-    _caption(fig, runs_caption(summary))
+    fig.tight_layout()
+    _caption(fig, runs_caption(summary), y=-0.1)
     paths = save_figure(fig, out_dir, name)
     _close(fig)
     return paths
@@ -493,12 +623,13 @@ def plot_k_sweep(summary, out_dir, name: str = "k_sweep") -> list[Path]:
             if not len(m):
                 continue
             st = METHOD_STYLE[method]
-            row[0].plot(m["k"], m["speedup"], marker=st["marker"], color=st["color"], label=st["label"])
+            row[0].errorbar(m["k"], m["speedup"], yerr=_err(m, "speedup", "speedup_ci95_low", "speedup_ci95_high"),
+                            marker=st["marker"], color=st["color"], label=st["label"], capsize=2, elinewidth=0.9)
             row[0].plot(m["k"], m["bound_speedup"], ls="--", color=st["color"], alpha=0.6)
             row[1].plot(m["k"], m["alpha"], marker=st["marker"], color=st["color"], label=st["label"])
             row[2].plot(m["k"], m["mean_accepted"], marker=st["marker"], color=st["color"], label=st["label"])
         row[0].axhline(1.0, color="black", lw=1, ls=":")
-        for ax, ylabel in zip(row, ("speed-up vs greedy (dashed: ideal bound)", "acceptance α per token",
+        for ax, ylabel in zip(row, ("speed-up vs greedy (bars: 95 % CI;\ndashed: ideal bound)", "acceptance α per token",
                                     "accepted draft tokens per round")):
             ax.set_xlabel("k (draft tokens per round)")
             _integer_ticks(ax)
@@ -506,10 +637,10 @@ def plot_k_sweep(summary, out_dir, name: str = "k_sweep") -> list[Path]:
             ax.grid(alpha=0.3)
         row[1].set_ylim(0, 1.02)
         row[0].set_title(pair, fontsize=10, loc="left")
-        row[0].legend(fontsize=8)
+        _legend_below(row[1], ncol=5)
     fig.suptitle("Step-size sweep", fontsize=11)
     fig.tight_layout()
-    _caption(fig, runs_caption(summary))
+    _caption(fig, runs_caption(summary), y=-0.1)
     paths = save_figure(fig, out_dir, name)
     _close(fig)
     return paths
@@ -530,22 +661,32 @@ def pull_wandb(project: str, out_dir) -> list[Path]:
     return dirs
 
 
+def run_device(run_dir) -> str:
+    """The device type a run measured on ("cpu", "cuda", ...), from its env.json."""
+    return str(read_env(run_dir).get("device") or "cpu").split(":")[0]
+
+
 def make_all(runs, out_dir) -> list[Path]:
     """Every figure and table of paper_figures/ from the given run directories (what scripts/make_figures.py
-    and the notebooks call). Experiment runs give time_vs_k, inference_time, acceptance and the time-reduction
-    table; paper-scale α sweeps give paper_scale_alpha."""
+    and the notebooks call). Experiment runs give time_vs_k, inference_time, acceptance, k_sweep and the
+    time-reduction table; paper-scale α sweeps give paper_scale_alpha. CPU runs write into `out_dir`; runs on
+    another device (scripts/gpu_check.sh: results/*_gpu) into `out_dir`/<device>/, so that no figure mixes
+    timings from two kinds of hardware."""
     dirs = run_dirs(runs)
     written = []
-    plain = [d for d in dirs if not is_alpha_sweep(d)]
-    sweeps = [d for d in dirs if is_alpha_sweep(d)]
-    if plain:
-        summary = load_summaries(plain)
-        results = load_results(plain)
-        written += plot_time_vs_k(summary, out_dir)
-        written += plot_inference_bars(summary, out_dir)
-        written += plot_acceptance(results, summary, out_dir)
-        written += plot_k_sweep(summary, out_dir)
-        written += write_table(reduction_table(summary), out_dir)
-    if sweeps:
-        written += plot_alpha_sweep(sweeps, out_dir)
+    for device in sorted({run_device(d) for d in dirs}, key=lambda d: (d != "cpu", d)):
+        group = [d for d in dirs if run_device(d) == device]
+        out = Path(out_dir) if device == "cpu" else Path(out_dir) / device
+        plain = [d for d in group if not is_alpha_sweep(d)]
+        sweeps = [d for d in group if is_alpha_sweep(d)]
+        if plain:
+            summary = load_summaries(plain)
+            results = load_results(plain)
+            written += plot_time_vs_k(summary, out)
+            written += plot_inference_bars(summary, out)
+            written += plot_acceptance(results, summary, out)
+            written += plot_k_sweep(summary, out)
+            written += write_table(reduction_table(summary), out)
+        if sweeps:
+            written += plot_alpha_sweep(sweeps, out)
     return written

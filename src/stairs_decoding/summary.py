@@ -108,13 +108,10 @@ def summary_rows(records: list[Record], *, cost_ratio_c: float, cost_ratio_ci=No
             for (m, k, a), recs in by_cell.items()]
 
 
-BEST_K_GROUP = ("model", "draft", "method", "alpha_requested")
-
-
 def best_k(rows):
     """Per (pair, method, requested α): the row of the k with the largest speed-up (the one definition; greedy
     and methods without k are kept as they are). `rows`: a DataFrame of summary rows; returns one."""
-    df = rows.copy()
+    df = rows.reset_index(drop=True)          # idxmax returns labels: they must name one row each
     df["_group_alpha"] = df["alpha_requested"].fillna(-1.0) if "alpha_requested" in df else -1.0
     keys = ["model", "draft", "method", "_group_alpha"]
     uses_k = df["method"].map(lambda m: METHODS[m].uses_k if m in METHODS else True)
