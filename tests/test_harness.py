@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -219,8 +220,9 @@ def test_plan_cells_alpha_axis_and_per_method_overrides():
     cells = plan_cells(compose_cfg(["experiment=paper_scale_t5_large"]))
     stairs = {(c.k, c.alpha) for c in cells if c.method == "stairs"}
     cached = {(c.k, c.alpha) for c in cells if c.method == "stairs_cached"}
-    assert stairs == {(k, a) for k in (2, 4) for a in (0.5, 0.7, 0.9)}
-    assert cached == {(k, a) for k in (1, 2, 4, 6) for a in (0.3, 0.5, 0.7, 0.9)}
+    default = {(c.k, c.alpha) for c in cells if c.method == "hf_assisted_default"}
+    assert stairs == {(2, 0.9)} and default == {(4, 0.5), (4, 0.9)}
+    assert cached == {(k, a) for k in (2, 4, 6) for a in (0.5, 0.7, 0.9)}
     assert [c for c in cells if c.method == "greedy"] == [cells[0]] and cells[0].alpha is None
     with pytest.raises(HarnessError, match=r"sweep.alphas needs a controlled draft"):
         plan_cells(compose_cfg(["experiment=smoke", "+sweep.alphas=[0.5]"]))
@@ -508,3 +510,12 @@ def test_smoke_on_the_shipped_pair(tmp_path, env):
     p = run(["experiment=smoke", "logger=none", f"hydra.run.dir={run_dir}", "threads=1"], env)
     assert p.returncode == 0, p.stderr[-3000:]
     check_run_dir(run_dir, 3, 8)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_a_draft_device_that_does_not_exist_is_one_line_before_loading(tmp_path, env):
+    """draft.device (its own GPU) is checked with the run's device, before any model is loaded."""
+    p = run(["draft.device=cuda:1", f"hydra.run.dir={tmp_path / 'bad'}"], env, timeout=60)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == ["error: device='cuda:1' but CUDA is not available; use device=auto or device=cpu"], p.stderr

@@ -112,3 +112,25 @@ def test_heldout_references_are_the_task_function_and_alignment_is_exact():
         assert idx == sorted(idx) and len(set(idx)) == len(idx)  # a subsequence of the source
         assert all(src[i] == c or (c == " " and src[i].isspace()) for c, i in zip(out, idx))
         assert 32 <= len(ex["target"].encode()) <= 128
+
+
+def test_a_target_loaded_with_a_device_map_decodes_the_same(pair, monkeypatch):
+    """model.device_map=... goes to from_pretrained (accelerate places the layers); inputs follow the model's
+    embedding, logits come back, the clock waits for every device it uses. On one CPU: the same tokens."""
+    from stairs_decoding import models
+    from stairs_decoding.timing import Clock, model_devices
+
+    target, draft, tok = pair
+    seen = []
+    real = models._from_pretrained
+    monkeypatch.setattr(models, "_from_pretrained", lambda *a, **kw: seen.append(kw) or real(*a, **kw))
+    mapped = models.build_model({"_target_": "stairs_decoding.models.load_pretrained", "name": "mapped",
+                                 "checkpoint": str(PAIR / "target"), "device": None, "device_map": {"": "cpu"}},
+                                device="cpu")
+    assert seen[-1]["device_map"] == {"": "cpu"} and model_devices(mapped) == [torch.device("cpu")]
+    ids = tok("The quick brown fox jumps over the lazy dog.", return_tensors="pt").input_ids
+    ref = generate(target, ids, max_new_tokens=24).tokens
+    assert generate(mapped, ids, max_new_tokens=24).tokens == ref
+    assert generate(mapped, ids, draft=draft, method="stairs_cached", num_draft_tokens=3, max_new_tokens=24).tokens \
+        == ref
+    assert Clock(*model_devices(mapped), *model_devices(draft))() > 0

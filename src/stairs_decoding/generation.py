@@ -8,7 +8,7 @@ from . import settings as _settings
 from .errors import GenerationInputError
 from .methods._state import unsupported_cache
 from .stats import DecodingStats, GenerationResult
-from .timing import Clock
+from .timing import Clock, model_devices
 
 # Arguments that only make sense for sampling or beam search, and the value that means "greedy".
 _NOT_GREEDY = {"do_sample": False, "num_beams": 1, "num_return_sequences": 1, "temperature": None,
@@ -54,7 +54,7 @@ def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft
                                  eos_token_id=eos_token_id, ignore_eos=ignore_eos,
                                  generation_config=generation_config, settings=greedy_settings)
     stats = DecodingStats()
-    clock = Clock(device)
+    clock = Clock(*model_devices(target), *model_devices(draft if methods.METHODS[method].needs_draft else None))
 
     with torch.inference_mode():
         t0 = clock()
@@ -115,8 +115,6 @@ def _check_args(target, draft, input_ids, attention_mask, method, k, max_new_tok
             _fail(f"draft and target vocabularies differ: target has {tv} tokens, draft has {dv}")
         if bool(draft.config.is_encoder_decoder) != bool(target.config.is_encoder_decoder):
             _fail("draft and target must both be encoder-decoder or both decoder-only")
-        if draft.device != target.device:
-            _fail(f"draft is on {draft.device} but target is on {target.device}; put both on one device")
     if not spec.batch and input_ids.shape[0] > 1:
         _fail(f"{method}: supports batch size 1 only, got {input_ids.shape[0]} rows")
     for name, model in (("target", target), ("draft", draft if spec.needs_draft else None)):

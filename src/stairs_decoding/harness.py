@@ -148,6 +148,16 @@ def describe_run(cfg: DictConfig, run_dir: Path, device, pair: Pair | None, resu
                draft_shares_target_encoder=pair.shared_encoder if pair is not None else None,   # None: not loaded
                architecture_only=bool(cfg.model.get("architecture")),
                controlled_draft=not is_none_node(cfg.get("draft")) and cfg.draft.get("alpha") is not None)
+    if pair is not None:              # where each model sits, when that is not simply the run's device
+        from .timing import model_devices
+
+        for role, model in (("target", pair.target), ("draft", pair.draft)):
+            devs = model_devices(model)
+            dev = torch.device(device)
+            if dev.type == "cuda" and dev.index is None:
+                dev = torch.device("cuda", torch.cuda.current_device())
+            if devs and devs != [dev]:
+                env[f"{role}_devices"] = [str(d) for d in devs]
     if resumed and (run_dir / ENV_FILE).exists():
         try:
             old = json.loads((run_dir / ENV_FILE).read_text())
@@ -298,6 +308,10 @@ def run_experiment(cfg: DictConfig, run_dir: str | os.PathLike) -> list[dict]:
     run_dir.mkdir(parents=True, exist_ok=True)
     cells = plan(cfg, run_dir)
     device, _ = resolve_device(cfg.get("device", "auto")), resolve_dtype(cfg.get("dtype", "float32"))
+    for role in ("model", "draft"):                   # a node's own device (draft.device=cuda:1): checked up front
+        node = cfg.get(role)
+        if node is not None and node.get("device") is not None:
+            resolve_device(str(node.device))
     torch.manual_seed(int(cfg.get("seed", 0)))
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))

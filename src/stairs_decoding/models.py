@@ -175,9 +175,11 @@ def share_encoder(target, draft) -> bool:
 
 
 def load_pretrained(checkpoint: str, *, arch: str = "encoder_decoder", dtype="float32", device="auto",
-                    revision: str | None = None, **from_pretrained_kwargs):
+                    revision: str | None = None, device_map=None, **from_pretrained_kwargs):
     """Builder for a pretrained checkpoint (hub id or local `save_pretrained` directory); `arch` (encoder_decoder |
-    decoder_only) picks the Auto class that loads it."""
+    decoder_only) picks the Auto class that loads it. `device_map` ("auto", or a dict) is handed to
+    `from_pretrained` for a model that does not fit one device (accelerate places its layers; `device` is then
+    not used); inputs go to its embedding's device, and every GPU it uses is synchronised for timing."""
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
     from transformers.utils import logging as hf_logging
 
@@ -190,6 +192,12 @@ def load_pretrained(checkpoint: str, *, arch: str = "encoder_decoder", dtype="fl
     kwargs = dict(from_pretrained_kwargs)
     if revision:
         kwargs["revision"] = revision
+    if device_map is not None:
+        from omegaconf import DictConfig, OmegaConf
+
+        kwargs["device_map"] = OmegaConf.to_container(device_map) if isinstance(device_map, DictConfig) \
+            else device_map
+        return _from_pretrained(loader, checkpoint, "model", dtype=dt, **kwargs).eval()
     model = _from_pretrained(loader, checkpoint, "model", dtype=dt, **kwargs)
     return model.to(dev).eval()
 
@@ -222,8 +230,11 @@ def build_model(node, *, dtype="float32", device="auto"):
     from hydra.utils import instantiate
 
     d = _node_dict(node)
-    d.setdefault("dtype", dtype)
-    d.setdefault("device", device)
+    for key, value in (("dtype", dtype), ("device", device)):   # the node's own value (not null) wins
+        if d.get(key) is None:
+            d[key] = value
+    if "device_map" in d and d["device_map"] is None:
+        del d["device_map"]
     name = d.get("name")
     key = repr(sorted(d.items(), key=lambda kv: kv[0]))   # the whole node: a controlled draft gets its own object
     d = {k: v for k, v in d.items() if k not in META_KEYS}

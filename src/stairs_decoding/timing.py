@@ -19,18 +19,31 @@ def synchronize(device: torch.device | str | None = None) -> None:
 
 
 class Clock:
-    """The one timing primitive: perf_counter read after waiting for queued GPU work on `device`, so that a
-    difference of two readings is the real time of what ran between them."""
+    """The one timing primitive: perf_counter read after waiting for queued GPU work on every device given (the
+    target's and the draft's, which may differ; no device: the current CUDA device), so that a difference of two
+    readings is the real time of what ran between them."""
 
-    def __init__(self, device: torch.device | str | None = None):
-        dev = torch.device(device) if device is not None else None
-        cuda = torch.cuda.is_available() and (dev is None or dev.type == "cuda")
-        self._sync = (lambda: torch.cuda.synchronize(dev)) if cuda else None
+    def __init__(self, *devices: torch.device | str | None):
+        devs = [torch.device(d) for d in devices if d is not None]
+        cuda = list(dict.fromkeys(d for d in devs if d.type == "cuda")) if devs else [None]
+        if not torch.cuda.is_available() or not cuda:
+            self._sync = None
+        elif len(cuda) == 1:
+            self._sync = lambda: torch.cuda.synchronize(cuda[0])
+        else:
+            self._sync = lambda: [torch.cuda.synchronize(d) for d in cuda]
 
     def __call__(self) -> float:
         if self._sync is not None:
             self._sync()
         return time.perf_counter()
+
+
+def model_devices(model) -> list[torch.device]:
+    """Every device holding a parameter of `model` (several with a device_map); [] for None."""
+    if model is None:
+        return []
+    return list(dict.fromkeys(p.device for p in model.parameters())) or [model.device]
 
 
 def timed(fn: Callable, device=None):
@@ -118,7 +131,7 @@ def decoder_step_seconds(model, input_ids: torch.Tensor, *, context: int = 32, s
     length = cache.get_seq_length()
     tok = filler[:, -1:]
     times = []
-    clock = Clock(device)
+    clock = Clock(*model_devices(model))
     for _ in range(repeats):
         for _ in range(steps):
             t0 = clock()

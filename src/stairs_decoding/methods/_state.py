@@ -121,6 +121,11 @@ class Sequence:
         return [row[:n] for row, n in zip(gen, self.lengths.tolist())]
 
 
+def _on(x: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    """`x` on `device` (itself when it is there already, or None)."""
+    return x if x is None or x.device == device else x.to(device)
+
+
 class ModelState:
     """One model's encoder output and KV cache over a prefix of the committed `Sequence`."""
 
@@ -130,6 +135,11 @@ class ModelState:
         `rollback`: the method will `rollback()` this model's cache (rejected drafts)."""
         self.model = model
         self.clock = clock
+        # The device the model takes its inputs on (with a device_map: its embedding's). A draft may sit on another
+        # device than the committed tokens (draft.device=cuda:1): inputs go over, logits come back (no-ops when
+        # they share one).
+        self.device = model.device
+        input_ids, attention_mask = _on(input_ids, self.device), _on(attention_mask, self.device)
         self.enc_dec = bool(model.config.is_encoder_decoder)
         self.rollback_enabled = rollback
         self.cache = new_cache(model, rollback=rollback)
@@ -169,17 +179,19 @@ class ModelState:
         t0 = self.clock()
         if self.enc_dec:
             out = self.model(encoder_outputs=self.encoder_outputs, attention_mask=self.encoder_mask,
-                             decoder_input_ids=new, use_cache=True, **with_cache(self.model, self.cache))
+                             decoder_input_ids=_on(new, self.device), use_cache=True,
+                             **with_cache(self.model, self.cache))
         else:
             kwargs = {"logits_to_keep": keep} if self._keep_arg else {}
-            out = self.model(input_ids=new, attention_mask=seq.attention_mask(n_extra),
-                             position_ids=seq.position_ids(self.cache_len, self.cache_len + new.shape[1]),
+            out = self.model(input_ids=_on(new, self.device), attention_mask=_on(seq.attention_mask(n_extra), self.device),
+                             position_ids=_on(seq.position_ids(self.cache_len, self.cache_len + new.shape[1]),
+                                              self.device),
                              use_cache=True, **with_cache(self.model, self.cache), **kwargs)
         self.seconds += self.clock() - t0
         self.calls += 1
         self.cache = output_cache(out)
         self.cache_len += new.shape[1]
-        return out.logits[:, -keep:]
+        return _on(out.logits[:, -keep:], seq.tokens.device)
 
     def rollback(self, length: int) -> None:
         """Forget cached positions from `length` on (rejected drafts). Also called with nothing to forget: a
@@ -206,18 +218,19 @@ class ModelState:
         t0 = self.clock()
         if self.enc_dec:
             enc, enc_mask = self._expand_encoder(r)
-            out = self.model(encoder_outputs=enc, attention_mask=enc_mask, decoder_input_ids=rows,
-                             decoder_attention_mask=rows_mask, use_cache=False)
+            out = self.model(encoder_outputs=enc, attention_mask=enc_mask, decoder_input_ids=_on(rows, self.device),
+                             decoder_attention_mask=_on(rows_mask, self.device), use_cache=False)
         else:
             mask = rows_mask
             if seq.prefix_mask is not None:
                 prefix = seq.prefix_mask.repeat_interleave(r, 0)
                 mask = torch.cat([prefix, rows_mask[:, seq.prefix_len:]], dim=1)
             pos = (mask.cumsum(1) - 1).clamp_(min=0)
-            out = self.model(input_ids=rows, attention_mask=mask, position_ids=pos, use_cache=False)
+            out = self.model(input_ids=_on(rows, self.device), attention_mask=_on(mask, self.device),
+                             position_ids=_on(pos, self.device), use_cache=False)
         self.seconds += self.clock() - t0
         self.calls += 1
-        return out.logits
+        return _on(out.logits, seq.tokens.device)
 
     def _expand_encoder(self, r: int):
         if r not in self._expanded:
