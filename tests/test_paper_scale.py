@@ -211,17 +211,21 @@ def test_paper_scale_experiment_end_to_end(tmp_path):
     out = tmp_path / "run"
     env = dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="disabled", PYTHONWARNINGS="ignore")
     p = subprocess.run([sys.executable, str(ROOT / "scripts" / "run.py"), "experiment=paper_scale_t5_large",
-                        f"hydra.run.dir={out}", *TINY], capture_output=True, text=True, timeout=600, env=env)
+                        f"hydra.run.dir={out}", "task.num_examples=2", *TINY], capture_output=True, text=True,
+                       timeout=600, env=env)
     assert p.returncode == 0, p.stderr[-3000:]
     lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
-    cells = 1 + 2 * 4 * 4 + 2 * 3        # greedy + (stairs_cached, hf_assisted) x 4 α x 4 k + stairs 2 k x 3 α
+    # greedy + hf_greedy + (stairs_cached, hf_assisted) x 3 α x 3 k + stairs (k 2, α 0.9) + hf_assisted_default 2 α
+    cells = 2 + 2 * 3 * 3 + 1 + 2
     assert len(lines) == 2 * cells and len({(r["example_id"], r["method"], r["k"], r["alpha_requested"])
                                             for r in lines}) == 2 * cells
     assert all(r["matches_greedy"] and r["schema"] == 2 and r["new_tokens"] == 12 for r in lines)
     summary = pd.read_csv(out / "summary.csv")
-    spec = summary[summary.method != "greedy"]
-    assert set(summary.method) == {"greedy", "stairs", "stairs_cached", "hf_assisted"}
-    assert sorted(spec.alpha_requested.unique()) == [0.3, 0.5, 0.7, 0.9]
+    spec = summary[summary.alpha_requested.notna()]
+    assert set(summary.method) == {"greedy", "hf_greedy", "stairs", "stairs_cached", "hf_assisted",
+                                   "hf_assisted_default"}
+    assert set(spec.method) == set(summary.method) - {"greedy", "hf_greedy"}
+    assert sorted(spec.alpha_requested.unique()) == [0.5, 0.7, 0.9]
     assert (spec.alpha - spec.alpha_requested).abs().max() < 0.45     # 24 positions per example: loose, but set
     assert summary.cost_ratio_c.dropna().gt(0).all() and spec.bound_speedup.notna().all()
     env_json = json.loads((out / "env.json").read_text())
@@ -233,6 +237,6 @@ def test_paper_scale_experiment_end_to_end(tmp_path):
     paths = plot_alpha_sweep([out], tmp_path / "fig")
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)
     table = alpha_sweep_table([out])["tiny_test_target_arch"]
-    assert list(table.index) == [0.3, 0.5, 0.7, 0.9] and set(table.columns) == {"stairs", "stairs_cached",
-                                                                                "hf_assisted"}
+    assert list(table.index) == [0.5, 0.7, 0.9] and set(table.columns) == {"stairs", "stairs_cached",
+                                                                           "hf_assisted", "hf_assisted_default"}
     assert crossing_alpha([out], "stairs_cached", 1e9) is None
