@@ -88,11 +88,6 @@ def _err(df, point: str, low: str, high: str):
     return np.vstack([np.nan_to_num(np.clip(y - lo, 0, None)), np.nan_to_num(np.clip(hi - y, 0, None))])
 
 
-def _reduction(speedup: float) -> float:
-    """Time reduction in % (positive = less time than greedy) from a speed-up (greedy time / method time)."""
-    return 100.0 * (1.0 - 1.0 / speedup)
-
-
 # -- paper-scale α sweep ----------------------------------------------------------------------------------------
 def load_alpha_sweep(runs) -> tuple:
     """A summary DataFrame (the summary.csv rows of controlled-draft runs, e.g. experiment=paper_scale_t5_large) and
@@ -136,13 +131,14 @@ def _draw_bound(ax, c: float, c_lo: float, c_hi: float, ks: list[int], alphas: l
     """The ideal bound's time reduction at the measured c and the best of `ks`, on a fine α grid, with a band over
     c's 95 % CI; returns every value drawn (for the y-range)."""
     from .metrics import speedup_bound
+    from .summary import time_reduction
 
     if math.isnan(c) or not ks:
         return []
     grid = [min(alphas) + (max(alphas) - min(alphas)) * i / 100 for i in range(101)] if len(alphas) > 1 else alphas
 
     def ideal(cc):
-        return [_reduction(max(speedup_bound(a, cc, k) for k in ks)) for a in grid]
+        return [time_reduction(max(speedup_bound(a, cc, k) for k in ks)) for a in grid]
 
     bound = ideal(c)
     band = not math.isnan(c_lo)

@@ -44,7 +44,8 @@ def _quality(recs: list[Record], greedy_out: dict) -> dict:
     }
 
 
-def _reduction(speedup: float) -> float:
+def time_reduction(speedup: float) -> float:
+    """Time reduction in % (positive = less time than greedy) from a speed-up (greedy time / method time)."""
     return 100.0 * (1.0 - 1.0 / speedup) if speedup and not math.isnan(speedup) else math.nan
 
 
@@ -68,7 +69,7 @@ def _cell_row(method: str, k: int, alpha_req, recs: list[Record], greedy_s: dict
     return {
         "method": method, "k": k, **timing.summarize([r.seconds for r in recs]),
         "tokens_per_s": sum(r.new_tokens for r in recs) / total if total > 0 else math.nan,
-        "time_reduction_pct": _reduction(speedup),
+        "time_reduction_pct": time_reduction(speedup),
         "speedup": speedup,
         "mean_accepted": statistics.fmean(accepted) if accepted else math.nan,
         "alpha": alpha,
@@ -87,7 +88,8 @@ def _cell_row(method: str, k: int, alpha_req, recs: list[Record], greedy_s: dict
         "target_calls": statistics.fmean(r.target_calls for r in recs),
         "draft_calls": statistics.fmean(r.draft_calls for r in recs),
         "speedup_ci95_low": ci["ratio"][0], "speedup_ci95_high": ci["ratio"][1],
-        "time_reduction_ci95_low": _reduction(ci["ratio"][0]), "time_reduction_ci95_high": _reduction(ci["ratio"][1]),
+        "time_reduction_ci95_low": time_reduction(ci["ratio"][0]),
+        "time_reduction_ci95_high": time_reduction(ci["ratio"][1]),
         "alpha_ci95_low": ci["alpha"][0], "alpha_ci95_high": ci["alpha"][1],
         "bound_ci95_low": ci["bound"][0], "bound_ci95_high": ci["bound"][1],
         "cost_ratio_ci95_low": c_ci[0] if spec else math.nan, "cost_ratio_ci95_high": c_ci[1] if spec else math.nan,
