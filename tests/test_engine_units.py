@@ -7,13 +7,13 @@ import torch
 from conftest import EOS, VOCAB, tiny_gpt2, tiny_t5
 from stairs_decoding import GenerationInputError, generate
 from stairs_decoding.compat import hook_cache
-from stairs_decoding.methods._speculative import accept, next_k
+from stairs_decoding.methods._speculative import accept, agreement, next_k
 from stairs_decoding.methods._state import Sequence
 
 T = torch.tensor
 
 
-# -- accept(): the longest agreeing prefix --------------------------------------------------------------
+# -- agreement(): the longest agreeing prefix, per row -------------------------------------------------------
 @pytest.mark.parametrize("drafts,preds,expected", [
     ([[5, 6, 7]], [[5, 6, 7, 8]], 3),          # all match: keep all three, then the target's 8
     ([[5, 6, 7]], [[9, 6, 7, 8]], 0),          # none: the first already differs
@@ -21,17 +21,61 @@ T = torch.tensor
     ([[5, 6, 7]], [[5, 6, 9, 8]], 2),
     ([[]], [[4]], 0),                          # no drafts: a plain target step
 ])
-def test_accept_single_row(drafts, preds, expected):
+def test_agreement_single_row(drafts, preds, expected):
     d = T(drafts, dtype=torch.long).reshape(1, -1)
-    assert accept(d, T(preds)) == expected
+    assert agreement(d, T(preds)).tolist() == [expected]
 
 
-def test_accept_batch_takes_minimum_over_running_rows():
-    drafts = T([[5, 6, 7], [5, 6, 7], [1, 1, 1]])
-    preds = T([[5, 6, 7, 8], [5, 0, 7, 8], [2, 2, 2, 2]])
-    assert accept(drafts, preds) == 0
-    assert accept(drafts, preds, running=T([True, True, False])) == 1   # finished row 2 is ignored
-    assert accept(drafts, preds, running=T([True, False, False])) == 3
+def _round(seq, drafts, preds):
+    from stairs_decoding.stats import DecodingStats
+
+    rows = int(seq.rows.max()) + 1                     # input rows (some may have left the batch)
+    stats = DecodingStats(row_accepted=[[] for _ in range(rows)], row_rejections=[0] * rows)
+    accept(seq, T(drafts), T(preds), stats)
+    return stats
+
+
+def test_lockstep_batch_takes_minimum_over_running_rows():
+    drafts = [[5, 6, 7], [5, 6, 7], [1, 1, 1]]
+    preds = [[5, 6, 7, 8], [5, 0, 7, 8], [2, 2, 2, 2]]
+    seq = Sequence(T([[0], [0], [0]]), None, max_new_tokens=10, eos_ids=None, pad_id=0)
+    st = _round(seq, drafts, preds)
+    assert seq.outputs() == [[5], [5], [2]] and st.row_rejections == [0, 0, 1]   # only row 2 disagreed first
+    seq = Sequence(T([[0], [0], [0]]), None, max_new_tokens=10, eos_ids=None, pad_id=0)
+    seq.finished[2] = True                                                     # a finished row is ignored
+    _round(seq, drafts, preds)
+    assert seq.outputs()[:2] == [[5, 6], [5, 0]]
+
+
+def test_ragged_batch_keeps_each_rows_prefix_and_right_aligns():
+    """Per-row acceptance: each row commits its own agreed drafts + the target's token; rows that advanced less
+    are shifted right (left padding, masked), positions count from each row's first real token."""
+    seq = Sequence(T([[0], [0], [0]]), None, max_new_tokens=10, eos_ids=T([EOS]), pad_id=0, ragged=True)
+    st = _round(seq, [[5, 6, 7], [5, 6, 7], [5, EOS, 7]], [[5, 6, 7, 8], [5, 0, 7, 8], [5, EOS, 3, 3]])
+    assert seq.outputs() == [[5, 6, 7, 8], [5, 0], [5, EOS]]
+    assert seq.tokens.tolist() == [[0, 5, 6, 7, 8], [0, 0, 0, 5, 0], [0, 0, 0, 5, EOS]]
+    assert seq.mask.tolist() == [[1] * 5, [0, 0, 1, 1, 1], [0, 0, 1, 1, 1]]
+    assert seq.position_ids(3, 5).tolist() == [[3, 4], [1, 2], [1, 2]]
+    assert st.row_accepted == [[3], [1], [1]] and st.row_rejections == [0, 1, 0]   # row 2 stopped at EOS
+    assert seq.finished.tolist() == [False, False, True]
+    shift, old, valid, moved = seq.last_shift
+    assert shift.tolist() == [0, 2, 2] and old == 1 and valid.tolist() == [3, 1, 2] and moved.tolist() == [1, 1, 1]
+    _round(seq, [[9], [9], [9]], [[9, 4], [3, 3], [0, 0]])
+    assert seq.outputs() == [[5, 6, 7, 8, 9, 4], [5, 0, 3], [5, EOS]]
+    assert seq.tokens[2, -2:].tolist() == [0, 0]               # a finished row is padded on the right, not moved
+    keep = seq.drop_finished()                    # compaction is off unless asked for
+    assert keep is None
+
+
+def test_ragged_rows_stop_at_their_own_max_new_tokens():
+    seq = Sequence(T([[0], [0]]), None, max_new_tokens=3, eos_ids=None, pad_id=0, ragged=True, compact=True)
+    _round(seq, [[5, 6, 7]], [[5, 6, 7, 8], [1, 2, 3, 4]])
+    assert seq.outputs() == [[5, 6, 7], [1]] and seq.finished.tolist() == [True, False]
+    assert seq.remaining == 2
+    keep = seq.drop_finished()
+    assert keep.tolist() == [1] and seq.rows.tolist() == [1]
+    _round(seq, [[2, 9]], [[2, 3, 4]])         # the kept row only
+    assert seq.done and seq.outputs() == [[5, 6, 7], [1, 2, 3]]
 
 
 def _seq(max_new_tokens=10, eos=(EOS,)):
@@ -69,6 +113,7 @@ def test_next_k_schedules():
     assert next_k(4, True, "constant") == 4 and next_k(4, False, "constant") == 4
     assert next_k(4, True, "heuristic") == 6 and next_k(4, False, "heuristic") == 3
     assert next_k(1, False, "heuristic") == 1
+    assert next_k(4, True, "confidence") == 4 and next_k(4, False, "confidence") == 4
 
 
 def test_stats_acceptance_rate_and_dict(t5_pair):

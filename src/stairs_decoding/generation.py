@@ -29,8 +29,11 @@ def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft
         num_draft_tokens: k, draft tokens proposed per round (the paper's "assistant batch size").
         max_new_tokens: new tokens per row at most.
         eos_token_id: int or list; default: the target's generation config.
-        schedule: "constant" k, or "heuristic" (+2 after a fully accepted round, −1 otherwise; stairs and
-            stairs_cached only).
+        schedule: "constant" k; "heuristic" (+2 after a fully accepted round, −1 otherwise); "confidence" (a
+            round stops drafting once the draft's top probability is below 0.4 in every running row); "auto"
+            (speculate, or run plain greedy steps, whichever this process measured faster for calls of this shape:
+            methods/_auto.py; reported in stats.fallback_round). All but "constant": stairs and stairs_cached only.
+            With a batch, every row keeps its own accepted drafts where the models allow it (stats.ragged).
         ignore_eos: generate exactly `max_new_tokens` tokens (benchmarks on random-weight models).
         generation_config, **kwargs: generation settings as for `model.generate`. The target's own
             generation_config applies (a checkpoint's forced_bos_token_id, bad_words_ids, ...), then these;

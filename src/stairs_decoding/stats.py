@@ -13,12 +13,17 @@ class DecodingStats:
     - ``target_calls`` / ``draft_calls``: decoder forward calls of each model (encoder runs are not counted
       here; each encoder runs once per input). For the speculative methods ``target_calls`` equals the
       number of verification rounds.
-    - ``accepted``: one entry per verification round: the draft tokens kept in that round. Every round also
-      keeps one token of the target's own, so ``sum(accepted) + rounds == max(len(row))`` (== ``new_tokens``
-      at batch size 1). With batch > 1 rows advance in lockstep by the batch-wide agreeing length.
+    - ``accepted``: one entry per verification round: the draft tokens kept in that round by the row that
+      advanced furthest. Every round also keeps one token of the target's own, so at batch size 1
+      ``sum(accepted) + rounds == new_tokens``.
+    - ``row_accepted[b]`` / ``row_rejections[b]``: the same per row b, over the rounds it was running. With
+      batch > 1 each row keeps its own agreeing prefix (per-row acceptance, `Sequence.append_rows`) where the
+      pair allows it, else every row keeps the batch-wide minimum (lockstep, ``ragged`` False).
     - ``drafted``: draft tokens proposed in each round (k, or fewer near the end / with the schedule).
-    - ``rejections``: rounds that ended on a real draft/target disagreement (not cut short by EOS or the
-      length limit); the per-token acceptance rate is ``sum(accepted) / (sum(accepted) + rejections)``.
+    - ``rejections``: row-rounds that ended on a real draft/target disagreement (not cut short by EOS, the
+      length limit, or another row's disagreement in lockstep), summed over rows; the per-token acceptance rate
+      is ``Σ row_accepted / (Σ row_accepted + rejections)`` (at batch size 1: ``sum(accepted) / (sum(accepted) +
+      rejections)``).
     - ``target_seconds`` / ``draft_seconds``: time inside each model's forward calls (encoder included);
       ``total_seconds - target_seconds - draft_seconds`` is the loop's own overhead.
     """
@@ -29,6 +34,11 @@ class DecodingStats:
     accepted: list[int] = field(default_factory=list)
     drafted: list[int] = field(default_factory=list)
     rejections: int = 0
+    row_accepted: list[list[int]] = field(default_factory=list)
+    row_rejections: list[int] = field(default_factory=list)
+    ragged: bool = False                  # rows advanced each by its own accepted length
+    fallback_round: int | None = None     # schedule="auto": None = speculated to the end, 0 = greedy from the start,
+    #                                       r = fell back to greedy after round r (methods/_auto.py)
     target_seconds: float = 0.0
     draft_seconds: float = 0.0
     total_seconds: float = 0.0
@@ -42,12 +52,23 @@ class DecodingStats:
         """Per-token acceptance α (metrics.acceptance_rate); None without rounds."""
         from .metrics import acceptance_rate
 
-        alpha = acceptance_rate(self.accepted, self.rejections)
+        alpha = acceptance_rate(self._pooled(), self.rejections)
         return None if alpha != alpha else alpha
 
     @property
     def mean_accepted(self) -> float | None:
-        return sum(self.accepted) / len(self.accepted) if self.accepted else None
+        """Draft tokens kept per round, per row (pooled over rows)."""
+        pooled = self._pooled()
+        return sum(pooled) / len(pooled) if pooled else None
+
+    def _pooled(self) -> list[int]:
+        return [a for row in self.row_accepted for a in row] if self.row_accepted else self.accepted
+
+    def row(self, b: int) -> tuple[list[int], int]:
+        """(accepted per round, rejections) of row b (the batch's own at batch size 1 without row statistics)."""
+        if self.row_accepted:
+            return list(self.row_accepted[b]), self.row_rejections[b]
+        return list(self.accepted), self.rejections
 
     @property
     def overhead_seconds(self) -> float:

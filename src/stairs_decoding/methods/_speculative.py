@@ -11,46 +11,79 @@ from typing import Callable
 import torch
 
 from ..stats import DecodingStats
+from ._auto import AutoPolicy
 from ._state import ModelState, Sequence
 
 Verify = Callable[[ModelState, Sequence, torch.Tensor], torch.Tensor]   # -> logits [B, len(drafts)+1, V]
 Update = Callable[[ModelState, ModelState, Sequence], None]
 
+# schedule="confidence": a round's drafting stops once the draft's probability of its newest token is below this in
+# every running row (transformers' default assistant_confidence_threshold); k is the cap.
+CONFIDENCE = 0.4
 
-def propose(draft: ModelState, seq: Sequence, k: int) -> torch.Tensor:
+
+def propose(draft: ModelState, seq: Sequence, k: int, threshold: float | None = None) -> torch.Tensor:
     """The draft's greedy continuation of the committed tokens, [B, ≤k]; stops early once every running
-    row has drafted EOS (nothing after it could be kept)."""
+    row has drafted EOS (nothing after it could be kept), and with a `threshold` once every running row's newest
+    draft token had a draft probability below it (transformers' assistant_confidence_threshold, per batch)."""
     batch = seq.tokens.shape[0]
     drafts = seq.tokens.new_empty(batch, 0)
     ended = seq.finished.clone()
     for _ in range(k):
-        token = seq.settings(seq.tokens, draft.step(seq, drafts)[:, -1], drafts).argmax(-1, keepdim=True)
+        scores = seq.settings(seq.tokens, draft.step(seq, drafts)[:, -1], drafts)
+        token = scores.argmax(-1, keepdim=True)
         drafts = torch.cat([drafts, token], dim=1)
         if seq.eos_ids is not None:
             ended |= torch.isin(token[:, 0], seq.eos_ids)
-            if bool(ended.all()):
+        if threshold is not None:
+            unsure = scores.float().softmax(-1).amax(-1) < threshold
+            if bool((unsure | ended).all()):
                 break
+        elif seq.eos_ids is not None and bool(ended.all()):
+            break
     return drafts
 
 
-def accept(drafts: torch.Tensor, preds: torch.Tensor, running: torch.Tensor | None = None) -> int:
-    """Length of the longest draft prefix the target agrees with.
+def agreement(drafts: torch.Tensor, preds: torch.Tensor) -> torch.Tensor:
+    """Per row, the length of the longest draft prefix the target agrees with, [B].
 
-    drafts [B, k]; preds [B, k+1] the target's greedy token after each stairs row (prefix + d1..di).
-    With a batch the result is the minimum over running rows: every row stays exact, and a row that agreed
-    further has those tokens confirmed again in the next round.
+    drafts [B, k]; preds [B, k+1] the target's greedy token after each stairs row (prefix + d1..di). Row b then
+    commits preds[b, :agree[b] + 1]: its agreed drafts (equal to the target's tokens) and the target's next one.
     """
     k = drafts.shape[1]
     if k == 0:
-        return 0
-    agree = (drafts == preds[:, :k]).int().cumprod(dim=1).sum(dim=1)
-    if running is not None and bool(running.any()):
-        agree = agree[running]
-    return int(agree.min())
+        return drafts.new_zeros(drafts.shape[0])
+    return (drafts == preds[:, :k]).int().cumprod(dim=1).sum(dim=1)
+
+
+def accept(seq: Sequence, drafts: torch.Tensor, preds: torch.Tensor, stats: DecodingStats) -> bool:
+    """Commit each running row's agreed drafts and the target's next token (`Sequence.append_rows`: every row its
+    own count when the batch is ragged, else the minimum over running rows, which keeps every row exact and has a
+    row that agreed further confirm those tokens again next round). Records the round's statistics, per row and
+    for the batch; returns whether every running row agreed with all its drafts."""
+    k = drafts.shape[1]
+    agree = agreement(drafts, preds)
+    running = ~seq.finished
+    all_agreed = bool((agree[running] == k).all())
+    used = agree if seq.ragged else agree[running].min().expand_as(agree)
+    advanced = seq.append_rows(preds, used + 1, used)
+    rejected = 0
+    for b, ran, e, a, u in zip(seq.rows.tolist(), running.tolist(), seq.emitted.tolist(), agree.tolist(),
+                               used.tolist()):
+        if ran:
+            stats.row_accepted[b].append(e - 1)
+            # a real disagreement of this row (not EOS, the length limit or another row's)
+            rejected += int(a == u < k and e == u + 1)
+            stats.row_rejections[b] += int(a == u < k and e == u + 1)
+    stats.accepted.append(advanced - 1)
+    stats.drafted.append(k)
+    stats.rejections += rejected
+    return all_agreed
 
 
 def next_k(k: int, accepted_all: bool, schedule: str) -> int:
-    """'constant' keeps k; 'heuristic' (as HF assisted generation): +2 after a fully accepted round, else −1."""
+    """'constant', 'confidence' and 'auto' keep k (its cap); 'heuristic' (as HF assisted generation): +2 after a
+    fully accepted round, else −1."""
     if schedule == "heuristic":
         return k + 2 if accepted_all else max(1, k - 1)
     return k
@@ -58,17 +91,20 @@ def next_k(k: int, accepted_all: bool, schedule: str) -> int:
 
 def run_rounds(target: ModelState, draft: ModelState, seq: Sequence, *, k: int, schedule: str,
                verify: Verify, update: Update, stats: DecodingStats) -> None:
+    policy = AutoPolicy(target, draft, seq, k, verify.__module__) if schedule == "auto" else None
+    if policy is not None and not policy.start(seq, stats):
+        return
     while not seq.done:
         k_round = min(k, seq.remaining - 1)           # more drafts than tokens left could never be kept
-        drafts = propose(draft, seq, k_round).to(seq.tokens.device)
+        drafts = propose(draft, seq, k_round, CONFIDENCE if schedule == "confidence" else None)
+        drafts = drafts.to(seq.tokens.device)
         logits = verify(target, seq, drafts)          # [B, len(drafts)+1, V]
         preds = seq.settings.positions(seq.tokens, drafts, logits).argmax(-1)
-        n = accept(drafts, preds, ~seq.finished)
-        emitted = seq.append(torch.cat([drafts[:, :n], preds[:, n:n + 1]], dim=1))
+        all_agreed = accept(seq, drafts, preds, stats)
         update(target, draft, seq)
-
-        stats.accepted.append(emitted - 1)
-        stats.drafted.append(drafts.shape[1])
-        if n < drafts.shape[1] and emitted == n + 1:
-            stats.rejections += 1
-        k = next_k(k, n == k_round, schedule)
+        keep = seq.drop_finished()
+        target.select(keep)
+        draft.select(keep)
+        k = next_k(k, all_agreed and drafts.shape[1] == k_round, schedule)
+    if policy is not None:
+        policy.finish(stats)

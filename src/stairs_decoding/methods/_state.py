@@ -55,27 +55,59 @@ def unsupported_cache(model) -> str | None:
     return None
 
 
+def ragged_unsupported(model) -> str | None:
+    """Why rows of `model` cannot advance by different counts in one batch (None if they can): the re-aligned rows
+    (left-padded by different amounts) must keep their outputs, so positions must come from each row's own tokens."""
+    layers = getattr(new_cache(model, rollback=True), "self_attention_cache", None)
+    layers = (layers if layers is not None else new_cache(model, rollback=True)).layers
+    if any(type(layer) is not DynamicLayer for layer in layers):
+        return "its cache has sliding-window layers"
+    if model.config.is_encoder_decoder:
+        if getattr(model.config, "relative_attention_num_buckets", None) is None:
+            return "its decoder counts positions from the cache length (absolute position embeddings)"
+    elif "position_ids" not in inspect.signature(model.forward).parameters:
+        return "its forward() takes no position_ids"
+    return None
+
+
 class Sequence:
-    """Committed tokens of a batch, advanced in lockstep; rows finish independently at EOS."""
+    """Committed tokens of a batch; rows finish independently at EOS or at max_new_tokens.
+
+    Rows advance in lockstep (`append`: the same number of new columns for every row) or each by its own count
+    (`append_rows`, the per-row acceptance of a speculative batch). Then the rows stay right-aligned: a row that
+    advanced less than the furthest one is shifted right and padded on the left (masked), so every row ends at the
+    last column and its tokens keep their distances to each other; `layout` counts these shifts and each model
+    re-aligns its KV cache the same way (`ModelState.realign`). Position ids count from each row's first real token.
+    """
 
     def __init__(self, prefix: torch.Tensor, prefix_mask: torch.Tensor | None, *, max_new_tokens: int,
-                 eos_ids: torch.Tensor | None, pad_id: int, settings=None):
+                 eos_ids: torch.Tensor | None, pad_id: int, settings=None, ragged: bool = False,
+                 compact: bool = False):
         """`settings`: the target's generation settings (settings.Settings: its logits processors); none = plain
-        argmax."""
+        argmax. `ragged`: rows may advance by their own counts (`append_rows`); else `append_rows` takes the
+        minimum count over the running rows (lockstep). `compact`: finished rows leave the batch (`drop_finished`)."""
         from ..settings import Settings
 
         self.settings = settings if settings is not None else Settings.plain(pad_id)
         self.tokens = prefix                      # [B, T]
-        self.prefix_mask = prefix_mask            # decoder-only left padding, None when there is none
+        self.mask = prefix_mask                   # over the committed tokens; None while nothing is padded
         self.prefix_len = prefix.shape[1]
         self.max_new_tokens = max_new_tokens
         self.eos_ids = eos_ids
         self.pad_id = pad_id
+        self.ragged = ragged
+        self.compacts = compact
         batch = prefix.shape[0]
+        self.rows = torch.arange(batch, device=prefix.device)   # the input row of each row still in the batch
+        self._dropped: dict[int, list[int]] = {}                # outputs of rows that left the batch
         self.finished = torch.zeros(batch, dtype=torch.bool, device=prefix.device)
         self.lengths = torch.zeros(batch, dtype=torch.long, device=prefix.device)
+        self.emitted = torch.zeros(batch, dtype=torch.long, device=prefix.device)   # of the last append
+        self.gen_start = torch.full((batch,), self.prefix_len, dtype=torch.long, device=prefix.device)
         self.done = False
-        # Positions of a left-padded prompt start at its first real token.
+        self.layout = 0                           # number of re-alignments so far
+        self.last_shift = None                    # the last re-alignment: (shift, old length, valid, moved), [B] each
+        # Positions of a left-padded row start at its first real token.
         self.pad_offset = None if prefix_mask is None else (prefix_mask.shape[1] - prefix_mask.sum(1, keepdim=True))
 
     @property
@@ -84,14 +116,15 @@ class Sequence:
 
     @property
     def remaining(self) -> int:
-        return self.max_new_tokens - (self.length - self.prefix_len)
+        """New tokens the furthest-behind running row may still take."""
+        left = (self.max_new_tokens - self.lengths)[~self.finished]
+        return int(left.max()) if left.numel() else 0
 
     def attention_mask(self, extra: int = 0) -> torch.Tensor | None:
         """Mask over the committed tokens plus `extra` uncommitted ones (None when nothing is padded)."""
-        if self.prefix_mask is None:
+        if self.mask is None:
             return None
-        ones = self.prefix_mask.new_ones(self.prefix_mask.shape[0], self.length - self.prefix_len + extra)
-        return torch.cat([self.prefix_mask, ones], dim=1)
+        return torch.cat([self.mask, self.mask.new_ones(self.mask.shape[0], extra)], dim=1) if extra else self.mask
 
     def position_ids(self, start: int, end: int) -> torch.Tensor | None:
         if self.pad_offset is None:
@@ -99,26 +132,93 @@ class Sequence:
         pos = torch.arange(start, end, device=self.tokens.device).unsqueeze(0) - self.pad_offset
         return pos.clamp_(min=0)
 
-    def append(self, new: torch.Tensor) -> int:
-        """Commit `new` [B, m]; returns how far the longest still-running row advanced (≤ m)."""
-        m = new.shape[1]
-        new = new.masked_fill(self.finished.unsqueeze(1), self.pad_id)
-        self.tokens = torch.cat([self.tokens, new], dim=1)
+    def _commit(self, new: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """Per-row emitted counts of committing new[b, :counts[b]]: 0 for finished rows, cut after the first EOS
+        and at max_new_tokens; marks rows finished."""
         running = ~self.finished
-        emitted = running.long() * m
+        counts = torch.minimum(counts, self.max_new_tokens - self.lengths).clamp_(min=0) * running
+        emitted = counts
         if self.eos_ids is not None:
-            is_eos = torch.isin(new, self.eos_ids) & running.unsqueeze(1)
+            inside = torch.arange(new.shape[1], device=new.device).unsqueeze(0) < counts.unsqueeze(1)
+            is_eos = torch.isin(new, self.eos_ids) & inside
             hit = is_eos.any(1)
-            first = is_eos.int().argmax(1) + 1
-            emitted = torch.where(hit, first, emitted)
+            emitted = torch.where(hit, is_eos.int().argmax(1) + 1, counts)
             self.finished |= hit
         self.lengths += emitted
-        self.done = bool(self.finished.all()) or self.remaining <= 0
+        self.finished |= self.lengths >= self.max_new_tokens
+        self.done = bool(self.finished.all())
+        self.emitted = emitted
+        return emitted
+
+    def append(self, new: torch.Tensor) -> int:
+        """Commit `new` [B, m] to every running row (lockstep); returns how far the longest running row
+        advanced (≤ m)."""
+        m = new.shape[1]
+        running = ~self.finished
+        new = new.masked_fill(~running.unsqueeze(1), self.pad_id)
+        emitted = self._commit(new, torch.full_like(self.lengths, m))
+        self.tokens = torch.cat([self.tokens, new], dim=1)
+        if self.mask is not None:
+            self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.shape[0], m)], dim=1)
         return int(emitted.max())
 
+    def append_rows(self, new: torch.Tensor, counts: torch.Tensor, valid: torch.Tensor) -> int:
+        """Commit new[b, :counts[b]] to each running row b; `valid[b]` of those tokens are the ones a model's
+        cache already holds correctly (accepted drafts). Lockstep unless `ragged`: then every running row takes
+        the minimum count. Returns how far the longest running row advanced."""
+        running = ~self.finished
+        if not self.ragged:
+            n = int(counts[running].min()) if bool(running.any()) else 0
+            self.last_shift = None
+            return self.append(new[:, :n])
+        old = self.length
+        emitted = self._commit(new, counts)
+        m = int(emitted.max())
+        shift = torch.where(running, m - emitted, torch.zeros_like(emitted))
+        cols = torch.arange(m, device=new.device).unsqueeze(0)
+        tail = new[:, :m].masked_fill(cols >= emitted.unsqueeze(1), self.pad_id)
+        tokens = torch.cat([self.tokens, tail], dim=1)
+        mask = self.attention_mask(m) if self.mask is not None else torch.ones_like(tokens)
+        if not bool(shift.any()):
+            self.tokens, self.last_shift = tokens, None
+            self.mask = None if self.mask is None else mask
+            return m
+        idx = torch.arange(old + m, device=new.device).unsqueeze(0) - shift.unsqueeze(1)
+        left = idx < 0
+        idx = idx.clamp(min=0)
+        self.tokens = tokens.gather(1, idx).masked_fill_(left, self.pad_id)
+        self.mask = mask.gather(1, idx).masked_fill_(left, 0)
+        self.pad_offset = shift.unsqueeze(1) if self.pad_offset is None else self.pad_offset + shift.unsqueeze(1)
+        self.gen_start = self.gen_start + shift
+        self.layout += 1
+        # finished rows (shift 0) are not re-aligned: their cache content no longer matters
+        self.last_shift = (shift, old, torch.where(running, torch.minimum(valid, emitted), 0), running)
+        return m
+
+    def _rows_out(self, keep: torch.Tensor | None = None) -> dict[int, list[int]]:
+        live = range(self.tokens.shape[0]) if keep is None else keep.tolist()
+        tokens, start, n = self.tokens.tolist(), self.gen_start.tolist(), self.lengths.tolist()
+        rows = self.rows.tolist()
+        return {rows[b]: tokens[b][start[b]:start[b] + n[b]] for b in live}
+
+    def drop_finished(self) -> torch.Tensor | None:
+        """With `compact`: remove the finished rows from the batch (their outputs are kept) while others still run;
+        returns the indices of the rows kept (each model then selects them, `ModelState.select`), else None."""
+        if not self.compacts or self.done or not bool(self.finished.any()):
+            return None
+        keep = (~self.finished).nonzero().flatten()
+        self._dropped.update(self._rows_out(self.finished.nonzero().flatten()))
+        for name in ("tokens", "mask", "finished", "lengths", "emitted", "gen_start", "pad_offset", "rows"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value[keep])
+        self.last_shift = None
+        return keep
+
     def outputs(self) -> list[list[int]]:
-        gen = self.tokens[:, self.prefix_len:].tolist()
-        return [row[:n] for row, n in zip(gen, self.lengths.tolist())]
+        """The new tokens of every input row, in input order."""
+        out = {**self._dropped, **self._rows_out()}
+        return [out[b] for b in sorted(out)]
 
 
 def _on(x: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
@@ -150,6 +250,7 @@ class ModelState:
         self.seconds = 0.0
         self._keep_arg = "logits_to_keep" in inspect.signature(model.forward).parameters
         self._expanded: dict[int, tuple] = {}
+        self.layout = 0                 # the Sequence layout its cache is aligned with (Sequence.layout)
         if self.enc_dec:
             self.encoder_mask = attention_mask
             if encoder_outputs is not None:
@@ -176,10 +277,15 @@ class ModelState:
             new = extra[:, start - length:]
         else:
             new = torch.cat([seq.tokens[:, start:], extra], dim=1)
+        if start and self.layout != seq.layout:
+            raise RuntimeError("the committed rows were re-aligned but this model's cache was not (call realign())")
+        self.layout = seq.layout
         t0 = self.clock()
         if self.enc_dec:
+            mask = seq.attention_mask(n_extra)
             out = self.model(encoder_outputs=self.encoder_outputs, attention_mask=self.encoder_mask,
                              decoder_input_ids=_on(new, self.device), use_cache=True,
+                             **({} if mask is None else {"decoder_attention_mask": _on(mask, self.device)}),
                              **with_cache(self.model, self.cache))
         else:
             kwargs = {"logits_to_keep": keep} if self._keep_arg else {}
@@ -204,13 +310,54 @@ class ModelState:
         elif self._sliding and self.cache_len:
             self.cache.crop(0)
 
+    def realign(self, seq: Sequence) -> None:
+        """Shift each row of the KV cache as `seq.append_rows` shifted the committed rows (right by shift[b],
+        masked pads on the left), keeping per row only what matches its committed tokens; all rows are cut to the
+        shortest such length (the rest is fed again). A no-op when the rows were not shifted."""
+        if seq.last_shift is None or self.layout == seq.layout:
+            return
+        if not self.cache_len:
+            self.layout = seq.layout
+            return
+        if seq.layout != self.layout + 1:
+            raise RuntimeError("realign() must follow every append_rows() that shifted rows")
+        self.layout = seq.layout
+        shift, old, valid, moved = seq.last_shift
+        ends = torch.minimum(old + valid, torch.full_like(valid, self.cache_len)) + shift
+        new_len = int(ends[moved].min()) if bool(moved.any()) else self.cache_len
+        idx = torch.arange(new_len, device=shift.device).unsqueeze(0) - shift.unsqueeze(1)
+        idx = idx.clamp_(0, self.cache_len - 1)
+        layers = getattr(self.cache, "self_attention_cache", self.cache).layers
+        for layer in layers:
+            keys = layer.keys
+            if keys is None or not keys.numel():      # a layer the model does not use
+                continue
+            index = _on(idx, keys.device)[:, None, :, None].expand(keys.shape[0], keys.shape[1], new_len,
+                                                                  keys.shape[-1])
+            layer.keys = keys.gather(2, index)
+            layer.values = layer.values.gather(2, index)
+        self.cache_len = new_len
+
+    def select(self, keep: torch.Tensor | None) -> None:
+        """Keep only the batch rows `keep` (after `Sequence.drop_finished`; None: nothing to do)."""
+        if keep is None:
+            return
+        keep = _on(keep, self.device)
+        if self.cache_len:
+            self.cache.batch_select_indices(keep)
+        if self.enc_dec:
+            self.encoder_outputs = BaseModelOutput(last_hidden_state=self.encoder_outputs.last_hidden_state[keep])
+            self.encoder_mask = None if self.encoder_mask is None else self.encoder_mask[keep]
+            self._expanded = {}
+
     def reset(self) -> None:
         self.cache = new_cache(self.model, rollback=self.rollback_enabled)
         self.cache_len = 0
 
     # -- uncached scoring of a batch of rows (the paper's stairs) --------------------------------
     def score(self, rows: torch.Tensor, rows_mask: torch.Tensor, seq: Sequence) -> torch.Tensor:
-        """One forward over `rows` [B*r, L] (each row = committed tokens + a right-padded suffix), no cache.
+        """One forward over `rows` [B*r, L] (each row = committed tokens + a right-padded suffix; `rows_mask` over
+        all of it, the committed rows' padding included), no cache.
 
         Rows are grouped per input: rows [b*r, (b+1)*r) continue input row b. Returns all logits [B*r, L, V].
         """
@@ -221,12 +368,8 @@ class ModelState:
             out = self.model(encoder_outputs=enc, attention_mask=enc_mask, decoder_input_ids=_on(rows, self.device),
                              decoder_attention_mask=_on(rows_mask, self.device), use_cache=False)
         else:
-            mask = rows_mask
-            if seq.prefix_mask is not None:
-                prefix = seq.prefix_mask.repeat_interleave(r, 0)
-                mask = torch.cat([prefix, rows_mask[:, seq.prefix_len:]], dim=1)
-            pos = (mask.cumsum(1) - 1).clamp_(min=0)
-            out = self.model(input_ids=_on(rows, self.device), attention_mask=_on(mask, self.device),
+            pos = (rows_mask.cumsum(1) - 1).clamp_(min=0)
+            out = self.model(input_ids=_on(rows, self.device), attention_mask=_on(rows_mask, self.device),
                              position_ids=_on(pos, self.device), use_cache=False)
         self.seconds += self.clock() - t0
         self.calls += 1

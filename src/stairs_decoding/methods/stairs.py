@@ -27,13 +27,16 @@ def verify(target: ModelState, seq: Sequence, drafts: torch.Tensor) -> torch.Ten
     stair = stair.repeat(batch, 1)                                       # [B*(k+1), k]
     suffix = drafts.repeat_interleave(steps, 0).masked_fill(~stair, seq.pad_id)
     rows = torch.cat([seq.tokens.repeat_interleave(steps, 0), suffix], dim=1)
-    rows_mask = torch.cat([torch.ones_like(seq.tokens).repeat_interleave(steps, 0), stair.long()], dim=1)
+    committed = seq.attention_mask()
+    committed = torch.ones_like(seq.tokens) if committed is None else committed
+    rows_mask = torch.cat([committed.repeat_interleave(steps, 0), stair.long()], dim=1)
     logits = target.score(rows, rows_mask, seq)                          # [B*(k+1), T+k, V]
     last = torch.arange(length - 1, length + k, device=drafts.device).repeat(batch)
     return logits[torch.arange(batch * steps, device=drafts.device), last].view(batch, steps, -1)
 
 
 def update(target: ModelState, draft: ModelState, seq: Sequence) -> None:
+    target.realign(seq)      # a no-op without a target cache (schedule=auto's greedy steps leave one)
     draft.reset()
 
 

@@ -4,8 +4,9 @@ The stairs batch is redundant: row k alone, [y, d1..dk], already holds the targe
 shorter row at its positions (causal attention). So each round:
   propose — the draft continues from its own cache (only tokens it has not seen are fed);
   verify  — the target feeds [last committed token, d1..dk] through its cache: one row, k+1 positions;
-  accept  — as in stairs;
-  update  — both caches are cropped back to the committed tokens (rejected drafts are forgotten).
+  accept  — as in stairs (in a batch, each row its own agreeing prefix);
+  update  — both caches are re-aligned with the rows (a row that advanced less is shifted right) and cropped back
+            to the committed tokens (rejected drafts are forgotten).
 """
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ def verify(target: ModelState, seq: Sequence, drafts: torch.Tensor) -> torch.Ten
 
 
 def update(target: ModelState, draft: ModelState, seq: Sequence) -> None:
+    # Rows that advanced less than the furthest were shifted right: both caches follow (a no-op otherwise).
+    target.realign(seq)
+    draft.realign(seq)
     # Keep every committed token but the newest, which each model is fed at the start of the next round.
     target.rollback(seq.length - 1)
     draft.rollback(seq.length - 1)
