@@ -127,8 +127,8 @@ def test_every_option_of_every_group_composes_and_its_keys_are_read(group, optio
         assert node["arch"] in ("encoder_decoder", "decoder_only") and node["vocab_size"] > 0 and node["name"]
     elif group == "task":
         _builder_binds(node["loader"])
-        assert set(node) <= {"name", "split", "num_examples", "max_new_tokens", "max_source_tokens", "seed",
-                             "shuffle", "loader"}, set(node)
+        assert set(node) <= {"name", "split", "num_examples", "max_new_tokens", "batch_size", "max_source_tokens",
+                             "seed", "shuffle", "loader"}, set(node)
     elif group == "logger":
         from hydra.utils import instantiate
 
@@ -233,7 +233,8 @@ def test_plan_cells_alpha_axis_and_per_method_overrides():
     # per-method α without a controlled draft would label identical runs with different α: refused
     with pytest.raises(HarnessError, match=r"sweep.per_method.stairs.alphas needs a controlled draft"):
         plan_cells(compose_cfg(["experiment=paper_scale_t5_large", "draft=t5_small_arch", "sweep.alphas=null"]))
-    with pytest.raises(HarnessError, match=r"sweep.per_method.stairs may set num_draft_tokens and alphas"):
+    with pytest.raises(HarnessError, match=r"sweep.per_method.stairs may set num_draft_tokens, alphas and "
+                                           r"schedule"):
         plan_cells(compose_cfg(["experiment=paper_scale_t5_large", "+sweep.per_method.stairs.ks=[2]"]))
     with pytest.raises(HarnessError, match=r"sweep.alphas must be a list, got 0.7"):
         plan_cells(compose_cfg(["experiment=paper_scale_t5_large", "sweep.alphas=0.7"]))
@@ -257,7 +258,7 @@ def test_results_reader_tolerates_truncated_line(tmp_path):
     path.write_text(json.dumps(rec) + "\n" + '{"example_id": "b", "meth')
     assert read_results(path) == [rec]
     with ResultsWriter(path) as w:          # repairs the tail, then appends on a fresh line
-        assert w.done == {("a", "greedy", 0, None)}
+        assert w.done == {("a", "greedy", 0, None, 1, "constant")}
         w.write({"example_id": "b", "method": "stairs", "k": 2})
     assert [r["example_id"] for r in lines(path)] == ["a", "b"]
 
@@ -519,3 +520,56 @@ def test_a_draft_device_that_does_not_exist_is_one_line_before_loading(tmp_path,
     assert p.returncode == 2 and "Traceback" not in p.stderr
     errors = [line for line in p.stderr.splitlines() if line.startswith("error: ")]
     assert errors == ["error: device='cuda:1' but CUDA is not available; use device=auto or device=cpu"], p.stderr
+
+
+def test_batch_size_axis_and_its_errors():
+    """task.batch_size: one size or a list (every cell at each size, greedy first at each); refused by name where a
+    method or a controlled draft takes one prompt per call."""
+    from stairs_decoding.checks import plan_cells
+
+    cells = plan_cells(compose_cfg(["experiment=tiny_batch_cpu"]))
+    assert {c.batch_size for c in cells} == {1, 4, 16}
+    for b in (1, 4, 16):
+        mine = [c for c in cells if c.batch_size == b]
+        assert mine[0].method == "greedy" and {c.schedule for c in mine if c.method == "stairs_cached"} == \
+            {"constant", "auto"}
+    assert len({c.key("x") for c in cells}) == len(cells)          # batch size and schedule are in the key
+    with pytest.raises(HarnessError, match=r"task.batch_size=4: hf_assisted, hf_assisted_default take\(s\) one "
+                       r"prompt per call"):
+        plan_cells(compose_cfg(["experiment=tiny_cpu", "task.batch_size=4"]))
+    with pytest.raises(HarnessError, match=r"task.batch_size must be an integer >= 1 \(or a list of them\), got 0"):
+        plan_cells(compose_cfg(["task.batch_size=0"]))
+    with pytest.raises(HarnessError, match=r"lists a size twice"):
+        plan_cells(compose_cfg(["task.batch_size=[2,2]"]))
+    with pytest.raises(HarnessError, match=r"a controlled draft \(draft.alpha\) follows one reference per call"):
+        plan_cells(compose_cfg(["experiment=paper_scale_t5_large", "task.batch_size=2",
+                                "sweep.methods=[stairs_cached]", "~sweep.per_method"]))
+
+
+def test_batched_run_end_to_end(tmp_path, pair_dir, env):
+    """A run at batch sizes 1 and 2 (3 examples: batches of 2 and 1): one record per example and cell, exact outputs, the batch's time shared by its
+    rows, per-row acceptance, summary rows per batch size with throughput intervals, and the throughput figure."""
+    import pandas as pd
+
+    run_dir = tmp_path / "batched"
+    p = run(["experiment=smoke", "logger=none", f"hydra.run.dir={run_dir}", "task.batch_size=[1,2]",
+             "sweep.methods=[stairs_cached]", "sweep.num_draft_tokens=[2]", *pair_args(pair_dir)], env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    recs = lines(run_dir / "results.jsonl")
+    n = len({r["example_id"] for r in recs})
+    assert len(recs) == n * 2 * 2 and all(r["matches_greedy"] for r in recs)
+    batched = [r for r in recs if r["batch_size"] == 2 and r["batch_seconds"] is not None]
+    assert len(batched) == 4                                       # the batch of 2, greedy and stairs_cached
+    for r in batched:
+        same = [x for x in batched if x["batch_id"] == r["batch_id"] and x["method"] == r["method"]]
+        assert abs(r["seconds"] * len(same) - r["batch_seconds"]) < 1e-9
+    assert all(r["ragged"] for r in batched if r["method"] == "stairs_cached")
+    summary = pd.read_csv(run_dir / "summary.csv")
+    assert sorted(summary["batch_size"].unique()) == [1, 2]
+    assert summary["tokens_per_s_ci95_low"].notna().all()
+    from stairs_decoding import report
+
+    assert report.is_batch_sweep(run_dir)
+    written = report.make_all([run_dir], tmp_path / "figs")
+    assert any(p.name == "throughput_vs_batch.png" for p in written)
+    assert "batch" in (tmp_path / "figs" / "batch_throughput.md").read_text()

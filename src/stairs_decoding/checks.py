@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -67,8 +68,8 @@ def _per_method(sweep, controlled) -> dict:
         raise HarnessError(f"sweep.per_method must map method names to {{num_draft_tokens, alphas}}, got {per!r}")
     for name, own in per.items():
         where = f"sweep.per_method.{name}"
-        if not isinstance(own, dict) or set(own) - {"num_draft_tokens", "alphas"}:
-            raise HarnessError(f"{where} may set num_draft_tokens and alphas (lists), got {own!r}")
+        if not isinstance(own, dict) or set(own) - {"num_draft_tokens", "alphas", "schedule"}:
+            raise HarnessError(f"{where} may set num_draft_tokens, alphas and schedule (lists), got {own!r}")
         if own.get("alphas") is not None and controlled is None:
             raise HarnessError(f"{where}.alphas needs a controlled draft (a draft node with alpha, e.g. "
                                "draft=controlled)")
@@ -102,12 +103,15 @@ def plan_cells(cfg: DictConfig) -> list[Cell]:
     without k; α only for speculative methods with a controlled draft). `sweep.per_method.<name>` may give a
     method its own `num_draft_tokens` / `alphas`."""
     methods, ks, alphas, schedule, per, where = _axes(cfg)
-    if schedule not in SCHEDULES:
-        raise HarnessError(f"unknown schedule {schedule!r}; valid schedules: {', '.join(SCHEDULES)}")
+    schedules = [schedule] if isinstance(schedule, str) else _list(schedule, f"{where}.schedule")
+    for schedule in schedules:
+        if schedule not in SCHEDULES:
+            raise HarnessError(f"unknown schedule {schedule!r}; valid schedules: {', '.join(SCHEDULES)}")
     for m in list(methods) + list(per):
         if m not in METHODS:
             raise HarnessError(f"unknown method {m!r}; valid methods: {', '.join(METHODS)}")
     cells = [Cell("greedy")]
+    batch_sizes = check_batch_sizes(cfg, methods)
     for name in methods:
         m = METHODS[name]
         own = per.get(name, {})
@@ -115,15 +119,36 @@ def plan_cells(cfg: DictConfig) -> list[Cell]:
             if m.uses_k else [0]
         m_alphas = [None if a is None else _alpha(a, where) for a in own.get("alphas", alphas)] \
             if m.speculative else [None]
-        if schedule not in m.schedules and where == "method":
-            raise HarnessError(f"method {name!r} does not support schedule={schedule!r} (it supports: "
+        if schedules[0] not in m.schedules and where == "method":
+            raise HarnessError(f"method {name!r} does not support schedule={schedules[0]!r} (it supports: "
                                f"{', '.join(m.schedules)})")
-        for a in m_alphas:
-            for k in m_ks:   # a sweep's schedule applies where supported; the record says which one ran
-                cell = Cell(name, k, a, schedule if schedule in m.schedules else "constant")
-                if cell not in cells:
-                    cells.append(cell)
-    return cells
+        for sched in own.get("schedule", schedules):   # applied where supported; the record says which one ran
+            for a in m_alphas:
+                for k in m_ks:
+                    cell = Cell(name, k, a, sched if sched in m.schedules else "constant")
+                    if cell not in cells:
+                        cells.append(cell)
+    return [replace(c, batch_size=b) for b in batch_sizes for c in cells]
+
+
+def check_batch_sizes(cfg: DictConfig, methods: list[str]) -> list[int]:
+    """task.batch_size: examples per generate() call, one size or a list (a sweep axis: every cell at each size).
+    A method that takes one prompt per call, or a controlled draft (one reference per call), needs size 1."""
+    value = cfg.task.get("batch_size", 1)
+    value = 1 if value is None else value
+    sizes = [value] if isinstance(value, int) and not isinstance(value, bool) else _list(value, "task.batch_size")
+    sizes = [_int(b, "task.batch_size", minimum=1, hint=" (or a list of them)") for b in sizes]
+    if len(set(sizes)) != len(sizes):
+        raise HarnessError(f"task.batch_size lists a size twice: {sizes}")
+    if max(sizes) > 1:
+        single = [m for m in methods if m in METHODS and not METHODS[m].batch]
+        if single:
+            raise HarnessError(f"task.batch_size={max(sizes)}: {', '.join(single)} take(s) one prompt per call; "
+                               "leave them out of sweep.methods or use task.batch_size=1")
+        if check_controlled_draft(cfg) is not None:
+            raise HarnessError(f"task.batch_size={max(sizes)}: a controlled draft (draft.alpha) follows one "
+                               "reference per call; use task.batch_size=1")
+    return sizes
 
 
 # Keys a resumed run may change: where output goes and how it is shown, where the checkout is.

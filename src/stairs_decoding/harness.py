@@ -1,7 +1,8 @@
 """The experiment loop behind scripts/run.py, as named phases:
 
     plan cells (checks.plan) → load examples → load models → describe the run → warm up → measure c
-    → run each example across its cells (each record appended as it exists) → summarise → write.
+    → run each batch of examples (task.batch_size; one example by default) across its cells (each record appended
+    as it exists) → summarise → write.
 
 Greedy runs first on every example: it is the reference for time, for `matches_greedy` and for a controlled draft
 (paper_scale.ControlledDraft). The other cells rotate by one position per example so that drift hits all alike.
@@ -41,8 +42,11 @@ def _warn(msg: str) -> None:
 
 # -- examples and models --------------------------------------------------------------------------------------
 def load_examples(cfg: DictConfig) -> tuple[list[dict], list[dict]]:
-    """(timed examples, warm-up examples): warm-up uses examples past the timed ones when the task has them."""
-    warmup_n = int(cfg.get("warmup_examples", 0) or 0)
+    """(timed examples, warm-up examples): warm-up uses examples past the timed ones when the task has them —
+    warmup_examples × the largest batch size of them, so that a warm-up batch holds distinct examples."""
+    sizes = cfg.task.get("batch_size", 1) or 1
+    largest = max(sizes) if not isinstance(sizes, int) else sizes
+    warmup_n = int(cfg.get("warmup_examples", 0) or 0) * int(largest)
     examples = load_task(cfg.task, extra=warmup_n)
     n_timed = int(cfg.task.num_examples) if cfg.task.get("num_examples") is not None else len(examples)
     timed = examples[:n_timed]
@@ -95,15 +99,32 @@ class Runner:
                                              chat_template=bool(self.cfg.model.get("chat_template", False)))
         return self._ids[ex["id"]]
 
-    def run(self, cell: Cell, ex: dict, max_new_tokens: int | None = None):
-        """(GenerationResult, seconds) of one cell on one example."""
+    def batch(self, exs: list[dict]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The examples' inputs as one padded batch (right-padded for an encoder-decoder, left-padded for a
+        decoder-only model, as their tokenizers pad them) and its attention mask (None for one example)."""
+        rows = [self.input_ids(ex)[0] for ex in exs]
+        if len(rows) == 1:
+            return rows[0].unsqueeze(0), None
+        width = max(len(r) for r in rows)
+        pad = getattr(self.pair.tokenizer, "pad_token_id", None)
+        pad = pad if pad is not None else self.pair.target.generation_config.pad_token_id
+        ids = torch.full((len(rows), width), int(pad or 0), dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        left = not self.pair.target.config.is_encoder_decoder
+        for b, r in enumerate(rows):
+            cols = slice(width - len(r), width) if left else slice(0, len(r))
+            ids[b, cols], mask[b, cols] = r, 1
+        return ids, mask
+
+    def run(self, cell: Cell, exs: list[dict], max_new_tokens: int | None = None):
+        """(GenerationResult, seconds) of one cell on a batch of examples (one `generate()` call)."""
         if self.pair.controlled is not None:      # a cell without its own α runs at the draft node's
             self.pair.controlled.alpha = cell.alpha if cell.alpha is not None else float(self.cfg.draft.alpha)
-        ids = self.input_ids(ex)
+        ids, mask = self.batch(exs)
         return timing.timed(lambda: generate(
-            self.pair.target, ids, draft=self.pair.draft, method=cell.method, num_draft_tokens=max(cell.k, 1),
-            max_new_tokens=max_new_tokens or int(self.cfg.task.max_new_tokens), schedule=cell.schedule,
-            ignore_eos=bool(self.cfg.get("ignore_eos", False))), self.device)
+            self.pair.target, ids, attention_mask=mask, draft=self.pair.draft, method=cell.method,
+            num_draft_tokens=max(cell.k, 1), max_new_tokens=max_new_tokens or int(self.cfg.task.max_new_tokens),
+            schedule=cell.schedule, ignore_eos=bool(self.cfg.get("ignore_eos", False))), self.device)
 
     def set_reference(self, tokens: list[int], example_seed: int) -> None:
         """The target's greedy tokens of the example, for the controlled draft (no-op without one)."""
@@ -190,16 +211,20 @@ def start_tracker(cfg: DictConfig, run_dir: Path):
 
 
 def warm_up(runner: Runner, cells: list[Cell], examples: list[dict]) -> None:
-    """Each method at each k once per warm-up example (greedy first: the controlled draft's reference); nothing
-    recorded. `warmup_max_new_tokens` shortens these generations."""
+    """Every (method, k, batch size, schedule) warmup_examples times (greedy first: the controlled draft's reference), call j on the j-th batch
+    of the warm-up examples at the cell's batch size (cycled where there are too few); nothing recorded.
+    `warmup_max_new_tokens` shortens these generations."""
     n = runner.cfg.get("warmup_max_new_tokens")
-    for j, ex in enumerate(examples):
+    calls = int(runner.cfg.get("warmup_examples", 0) or 0)
+    for j in range(calls if examples else 0):
         seen = set()
         for cell in cells:
-            if (cell.method, cell.k) in seen:
+            if (cell.method, cell.k, cell.batch_size, cell.schedule) in seen:   # another α: the same computation
                 continue
-            seen.add((cell.method, cell.k))
-            res, _ = runner.run(cell, ex, n)
+            seen.add((cell.method, cell.k, cell.batch_size, cell.schedule))
+            size = cell.batch_size
+            batch = [examples[(j * size + i) % len(examples)] for i in range(size)]
+            res, _ = runner.run(cell, batch, n)
             if cell.method == "greedy":
                 runner.set_reference(res.tokens[0], example_seed=-1 - j)
 
@@ -222,45 +247,61 @@ def measure_cost(runner: Runner, example: dict, run_dir: Path) -> dict:
     return cost
 
 
-def run_example(runner: Runner, cells: list[Cell], ex: dict, index: int, writer: ResultsWriter,
-                greedy_tokens: dict, run_info: dict) -> list[Record]:
-    """Every unfinished cell on one example, in its rotated order; each record appended as soon as it exists."""
+def run_batch(runner: Runner, cells: list[Cell], batch: list[dict], index: int, writer: ResultsWriter,
+              greedy_tokens: dict, run_info: dict) -> list[Record]:
+    """Every unfinished cell on one batch of examples (one example at batch size 1), in its rotated order; each
+    cell's records (one per example) appended as soon as they exist."""
     out = []
     order = timing.interleaved_order(cells, index, rotate=runner.cfg.get("rotate", True), pinned=1)
+    ref_key = lambda ex, cell: (ex["id"], cell.batch_size)  # noqa: E731
     for pos, cell in enumerate(order):
-        if cell.key(ex["id"]) in writer.done:
+        if all(cell.key(ex["id"]) in writer.done for ex in batch):
             continue
-        if cell.method != "greedy" and ex["id"] in greedy_tokens:
-            runner.set_reference(greedy_tokens[ex["id"]], example_seed=index)
-        res, seconds = runner.run(cell, ex)
-        tokens = res.tokens[0]
-        if cell.method == "greedy":
-            greedy_tokens[ex["id"]] = tokens
-        ref = greedy_tokens.get(ex["id"])
-        matches = None if ref is None else tokens == ref
-        if matches is False and METHODS[cell.method].exact:
-            _warn(f"WARNING: {cell.label} output differs from greedy on example {ex['id']} "
-                  f"({len(tokens)} vs {len(ref)} tokens)")
-        record = Record.of(res, seconds, cell, ex, index=index, order=pos, output=runner.text(tokens),
-                           matches=matches, run=run_info)
-        writer.write(record)
-        out.append(record)
+        if cell.method != "greedy" and ref_key(batch[0], cell) in greedy_tokens:
+            runner.set_reference(greedy_tokens[ref_key(batch[0], cell)], example_seed=index)
+        res, seconds = runner.run(cell, batch)
+        batch_id = str(batch[0]["id"]) if len(batch) > 1 else None
+        for row, ex in enumerate(batch):
+            tokens = res.tokens[row]
+            if cell.method == "greedy":
+                greedy_tokens[ref_key(ex, cell)] = tokens
+            ref = greedy_tokens.get(ref_key(ex, cell))
+            matches = None if ref is None else tokens == ref
+            if matches is False and METHODS[cell.method].exact:
+                _warn(f"WARNING: {cell.label} output differs from greedy on example {ex['id']} "
+                      f"({len(tokens)} vs {len(ref)} tokens)")
+            record = Record.of(res, seconds, cell, ex, index=index * len(batch) + row, order=pos,
+                               output=runner.text(tokens), matches=matches, run=run_info, row=row, batch_id=batch_id)
+            writer.write(record)
+            out.append(record)
     return out
+
+
+def batches(timed: list[dict], size: int) -> list[list[dict]]:
+    """The timed examples in consecutive batches of `size` (the last may be smaller): the same batches on resume."""
+    return [timed[i:i + size] for i in range(0, len(timed), size)]
 
 
 def run_examples(runner: Runner, cells: list[Cell], todo: list[dict], timed: list[dict], writer: ResultsWriter,
                  records: list[Record], tracker) -> None:
+    """Each batch size in turn (task.batch_size), its batches one by one, every cell of that size on each."""
     from tqdm import tqdm
 
     cfg = runner.cfg
     run_info = {"model": node_name(cfg.model), "draft": node_name(cfg.draft), "task": str(cfg.task.name),
                 "device": str(runner.device), "dtype": str(cfg.dtype)}
-    greedy_tokens = {r.example_id: r.tokens for r in records if r.method == "greedy"}
-    index = {ex["id"]: i for i, ex in enumerate(timed)}
-    bar = tqdm(todo, desc=f"examples ({len(cells)} cells each)", unit="ex", file=sys.stderr,
+    greedy_tokens = {(r.example_id, r.batch_size): r.tokens for r in records if r.method == "greedy"}
+    todo_ids = {ex["id"] for ex in todo}
+    work = []
+    for size in dict.fromkeys(c.batch_size for c in cells):
+        group = [c for c in cells if c.batch_size == size]
+        for i, batch in enumerate(batches(timed, size)):
+            if any(ex["id"] in todo_ids and c.key(ex["id"]) not in writer.done for ex in batch for c in group):
+                work.append((group, batch, i))
+    bar = tqdm(work, desc=f"batches ({len(cells)} cells in all)", unit="batch", file=sys.stderr,
                disable=not cfg.get("progress", True))
-    for ex in bar:
-        for record in run_example(runner, cells, ex, index[ex["id"]], writer, greedy_tokens, run_info):
+    for group, batch, i in bar:
+        for record in run_batch(runner, group, batch, i, writer, greedy_tokens, run_info):
             records.append(record)
             if tracker is not None:
                 tracker.log_example(record.to_dict())

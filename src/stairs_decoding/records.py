@@ -7,26 +7,31 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 
-SCHEMA = 2          # 1: records written before the schema was versioned (no alpha_requested, no schema field)
+SCHEMA = 3          # 1: records written before the schema was versioned (no alpha_requested, no schema field);
+                    # 2: before batches (no batch_size, batch_id, batch_seconds, ragged, fallback_round)
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One (method, k, α, schedule) combination of a run. k = 0 for methods that take no k; `alpha` is the
-    controlled draft's acceptance rate (None without a controlled draft)."""
+    """One (method, k, α, schedule, batch size) combination of a run. k = 0 for methods that take no k; `alpha` is
+    the controlled draft's acceptance rate (None without a controlled draft); `batch_size`: examples per
+    `generate()` call (task.batch_size)."""
 
     method: str
     k: int = 0
     alpha: float | None = None
     schedule: str = "constant"
+    batch_size: int = 1
 
     @property
     def label(self) -> str:
-        extra = ([f"k={self.k}"] if self.k else []) + ([f"alpha={self.alpha:g}"] if self.alpha is not None else [])
+        extra = ([f"k={self.k}"] if self.k else []) + ([f"alpha={self.alpha:g}"] if self.alpha is not None else []) \
+            + ([f"batch={self.batch_size}"] if self.batch_size != 1 else []) \
+            + ([f"schedule={self.schedule}"] if self.schedule != "constant" else [])
         return self.method + (f"@{','.join(extra)}" if extra else "")
 
     def key(self, example_id) -> tuple:
-        return (str(example_id), self.method, int(self.k), self.alpha)
+        return (str(example_id), self.method, int(self.k), self.alpha, int(self.batch_size), self.schedule)
 
 
 @dataclass
@@ -60,21 +65,36 @@ class Record:
     device: str | None = None
     dtype: str | None = None
     timestamp: float = 0.0
+    batch_size: int = 1                 # examples in its generate() call; `seconds` is that call's time / batch_size
+    batch_id: str | None = None         # the call's first example (None at batch size 1): the bootstrap's unit
+    batch_seconds: float | None = None  # the whole call's time
+    ragged: bool | None = None          # rows advanced each by its own accepted length (per-row acceptance)
+    fallback_round: int | None = None   # schedule=auto: where the call fell back to greedy (stats.DecodingStats)
     schema: int = SCHEMA
 
     @classmethod
     def of(cls, result, seconds: float, cell: Cell, example: dict, *, index: int, order: int, output, matches,
-           run: dict) -> "Record":
-        """The record of one `generate()` result (`run`: model, draft, task, device, dtype of the run)."""
+           run: dict, row: int = 0, batch_id: str | None = None) -> "Record":
+        """The record of row `row` of one `generate()` result (`run`: model, draft, task, device, dtype of the run;
+        `seconds`: the call's time). With a batch, times and call counts are the call's, divided by its rows;
+        tokens, accepted drafts and rejections are the row's own."""
+        from .metrics import acceptance_rate
+
         st = result.stats
+        n = len(result.tokens)
+        accepted, rejections = st.row(row)
+        alpha = acceptance_rate(accepted, rejections) if accepted else None
         return cls(example_id=str(example["id"]), example_index=index, method=cell.method, k=cell.k,
-                   alpha_requested=cell.alpha, schedule=cell.schedule, order=order, seconds=seconds,
-                   new_tokens=st.new_tokens, tokens=result.tokens[0], target_calls=st.target_calls,
-                   draft_calls=st.draft_calls, accepted=list(st.accepted), drafted=list(st.drafted),
-                   rejections=st.rejections, target_seconds=st.target_seconds, draft_seconds=st.draft_seconds,
-                   total_seconds=st.total_seconds, overhead_seconds=st.overhead_seconds, alpha=st.acceptance_rate,
+                   alpha_requested=cell.alpha, schedule=cell.schedule, order=order, seconds=seconds / n,
+                   new_tokens=len(result.tokens[row]), tokens=result.tokens[row], target_calls=st.target_calls,
+                   draft_calls=st.draft_calls, accepted=accepted, drafted=list(st.drafted),
+                   rejections=rejections, target_seconds=st.target_seconds / n, draft_seconds=st.draft_seconds / n,
+                   total_seconds=st.total_seconds / n, overhead_seconds=st.overhead_seconds / n,
+                   alpha=None if alpha is None or alpha != alpha else alpha,
                    output=output, reference=example.get("reference"), matches_greedy=matches,
-                   timestamp=time.time(), **run)
+                   timestamp=time.time(), batch_size=cell.batch_size, batch_id=batch_id,
+                   batch_seconds=seconds if n > 1 else None, ragged=st.ragged if n > 1 else None,
+                   fallback_round=st.fallback_round, **run)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Record":
@@ -89,4 +109,5 @@ class Record:
         return dataclasses.asdict(self)
 
     def key(self) -> tuple:
-        return (self.example_id, self.method, int(self.k), self.alpha_requested)
+        return (self.example_id, self.method, int(self.k), self.alpha_requested, int(self.batch_size or 1),
+                self.schedule or "constant")

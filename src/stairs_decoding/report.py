@@ -318,13 +318,14 @@ def pair_label(model: str, draft: str) -> str:
     return f"{model} ← {draft}"
 
 
-def _load_runs(runs, filename: str, read):
-    """`read(path)` of `filename` in every scripts/run.py run, tagged with its pair, run dir and device."""
+def _load_runs(runs, filename: str, read, *, batched: bool = False):
+    """`read(path)` of `filename` in every scripts/run.py run, tagged with its pair, run dir and device: runs at
+    batch size 1 only, or (`batched`) only runs with batches (task.batch_size > 1); α sweeps never."""
     import pandas as pd
 
     frames = []
     for d in run_dirs(runs):
-        if is_alpha_sweep(d) or not (d / filename).exists():
+        if is_alpha_sweep(d) or not (d / filename).exists() or is_batch_sweep(d) != batched:
             continue
         df = read(d / filename)
         df["run_dir"] = str(d)
@@ -332,7 +333,8 @@ def _load_runs(runs, filename: str, read):
         df["pair"] = [pair_label(m, dr) for m, dr in zip(df["model"], df["draft"])]
         frames.append(df)
     if not frames:
-        raise NoRunsError(f"no {filename} of a run without a controlled draft in the given runs")
+        kind = "with batches" if batched else "without a controlled draft or batches"
+        raise NoRunsError(f"no {filename} of a run {kind} in the given runs")
     return pd.concat(frames, ignore_index=True)
 
 
@@ -346,11 +348,12 @@ def load_results(runs):
     return _load_runs(runs, "results.jsonl", lambda p: pd.DataFrame([r.to_dict() for r in read_records(p)]))
 
 
-def load_summaries(runs):
-    """Every run's summary.csv (one row per method × k × model pair), runs with a controlled draft left out."""
+def load_summaries(runs, *, batched: bool = False):
+    """Every run's summary.csv (one row per method × k × model pair), runs with a controlled draft left out; runs
+    with batches (task.batch_size > 1) only with `batched` (then only they)."""
     import pandas as pd
 
-    return _load_runs(runs, "summary.csv", pd.read_csv)
+    return _load_runs(runs, "summary.csv", pd.read_csv, batched=batched)
 
 
 def best_k(summary):
@@ -642,6 +645,103 @@ def plot_k_sweep(summary, out_dir, name: str = "k_sweep") -> list[Path]:
     return paths
 
 
+def is_batch_sweep(run_dir) -> bool:
+    """A run with cells at batch size > 1 (task.batch_size, e.g. experiment=tiny_batch_cpu): it gets the
+    throughput figure and table, not the batch-size-1 figures (its batch-1 cells would repeat a pair's run)."""
+    import pandas as pd
+
+    p = Path(run_dir) / "summary.csv"
+    if not p.exists():
+        return False
+    df = pd.read_csv(p)
+    return "batch_size" in df.columns and bool((df["batch_size"].fillna(1) > 1).any())
+
+
+def batch_rows(summary):
+    """Per pair and batch size: greedy, transformers' greedy and every speculative method at its best k (at that
+    batch size), with throughput, time per example and speed-up (and their CIs)."""
+    import pandas as pd
+
+    s = summary.copy()
+    s["batch_size"] = s["batch_size"].fillna(1).astype(int)
+    base = s[s["method"].isin(BASELINES)]
+    return pd.concat([base, best_k(s)], ignore_index=True).sort_values(["pair", "batch_size"], kind="stable")
+
+
+def batch_table(summary):
+    """The throughput-vs-batch-size table: one row per (pair, batch size, method at its best k)."""
+    import pandas as pd
+
+    def ci(r, low, high, fmt):
+        lo, hi = r.get(low), r.get(high)
+        return "" if lo is None or (isinstance(lo, float) and math.isnan(lo)) else f"[{fmt.format(lo)}, {fmt.format(hi)}]"
+
+    rows = []
+    for _, r in batch_rows(summary).iterrows():
+        rows.append({"pair": r["pair"], "batch": int(r["batch_size"]), "method": r["method"],
+                     "schedule": r.get("schedule") if r["method"] in SPEC_METHODS else "",
+                     "k": int(r["k"]) if r["method"] in SPEC_METHODS else "–",
+                     "tokens/s": f"{r['tokens_per_s']:.1f}",
+                     "tokens/s 95% CI": ci(r, "tokens_per_s_ci95_low", "tokens_per_s_ci95_high", "{:.1f}"),
+                     "mean s/ex": f"{r['mean_s']:.4f}",
+                     "speed-up": "" if r["method"] == "greedy" else f"{r['speedup']:.2f}",
+                     "speed-up 95% CI": "" if r["method"] == "greedy" else
+                     ci(r, "speedup_ci95_low", "speedup_ci95_high", "{:.2f}"),
+                     "α": "" if pd.isna(r.get("alpha")) else f"{r['alpha']:.2f}",
+                     "per-row acceptance": "" if pd.isna(r.get("ragged")) else f"{r['ragged']:.0%}",
+                     "fell back to greedy": "" if pd.isna(r.get("fallback_share")) else f"{r['fallback_share']:.0%}"})
+    return pd.DataFrame(rows)
+
+
+def plot_throughput_vs_batch(summary, out_dir, name: str = "throughput_vs_batch") -> list[Path]:
+    """Left: throughput (new tokens per second) vs batch size for greedy, transformers' greedy and every speculative
+    method at its best k at each size (each schedule a line of its own, dashed when not constant), with bootstrap
+    95 % CIs over batches. Right: the same as a speed-up vs greedy at that batch size (1 = greedy)."""
+    rows = batch_rows(summary)
+    pairs = list(rows["pair"].unique())
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(pairs), 2, figsize=(11, 3.9 * len(pairs)), squeeze=False)
+    for (left, right), pair in zip(axes, pairs):
+        p = rows[rows["pair"] == pair]
+        schedules = list(dict.fromkeys(p["schedule"].fillna("constant")))
+        for method, schedule in [(m, sc) for m in BASELINES + SPEC_METHODS for sc in schedules]:
+            m = p[(p["method"] == method) & (p["schedule"].fillna("constant") == schedule)].sort_values("batch_size")
+            if not len(m):
+                continue
+            st = {"color": METHODS[method].color, "marker": METHODS[method].marker, "label": METHODS[method].label}
+            color = "#444444" if method == "greedy" else st["color"]
+            label = st["label"] + ("" if schedule == "constant" else f", schedule={schedule}") + \
+                ("" if method in BASELINES else " (best k: " + ", ".join(str(int(k)) for k in m["k"]) + ")")
+            if schedule != "constant":
+                st = {**st, "marker": "*"}
+            ls = "--" if schedule != "constant" else "-"
+            left.errorbar(m["batch_size"], m["tokens_per_s"],
+                          yerr=_err(m, "tokens_per_s", "tokens_per_s_ci95_low", "tokens_per_s_ci95_high"),
+                          marker=st["marker"], color=color, label=label, capsize=2, elinewidth=0.9, ls=ls)
+            if method != "greedy":
+                right.errorbar(m["batch_size"], m["speedup"],
+                               yerr=_err(m, "speedup", "speedup_ci95_low", "speedup_ci95_high"),
+                               marker=st["marker"], color=color, label=label, capsize=2, elinewidth=0.9, ls=ls)
+        right.axhline(1.0, color="black", lw=1, ls=":")
+        for ax, ylabel in ((left, "throughput (new tokens / s)\nbars: 95 % CI over batches"),
+                           (right, "speed-up vs greedy, same batch size\nbars: 95 % CI")):
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(sorted(p["batch_size"].unique()))
+            ax.get_xaxis().set_major_formatter(plt.matplotlib.ticker.ScalarFormatter())
+            ax.set_xlabel("batch size (examples per generate() call)")
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3)
+        left.set_title(pair, fontsize=10, loc="left")
+        _legend_below(left, ncol=2)
+    fig.suptitle("Throughput vs batch size (each method at its best k at that size)", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    _caption(fig, runs_caption(summary), y=-0.06)
+    paths = save_figure(fig, out_dir, name)
+    _close(fig)
+    return paths
+
+
 def pull_wandb(project: str, out_dir) -> list[Path]:
     """Download the `results` artifact (results.jsonl, summary.csv, env.json, config) of every run of a W&B
     project into out_dir/<run id>/, for the notebooks; local files stay the source of truth."""
@@ -665,7 +765,8 @@ def run_device(run_dir) -> str:
 def make_all(runs, out_dir) -> list[Path]:
     """Every figure and table of paper_figures/ from the given run directories (what scripts/make_figures.py
     and the notebooks call). Experiment runs give time_vs_k, inference_time, acceptance, k_sweep and the
-    time-reduction table; paper-scale α sweeps give paper_scale_alpha. CPU runs write into `out_dir`; runs on
+    time-reduction table; runs with batches (task.batch_size > 1) give throughput_vs_batch and its table
+    batch_throughput.md; paper-scale α sweeps give paper_scale_alpha. CPU runs write into `out_dir`; runs on
     another device (scripts/gpu_check.sh: results/*_gpu) into `out_dir`/<device>/, so that no figure mixes
     timings from two kinds of hardware."""
     dirs = run_dirs(runs)
@@ -673,8 +774,16 @@ def make_all(runs, out_dir) -> list[Path]:
     for device in sorted({run_device(d) for d in dirs}, key=lambda d: (d != "cpu", d)):
         group = [d for d in dirs if run_device(d) == device]
         out = Path(out_dir) if device == "cpu" else Path(out_dir) / device
-        plain = [d for d in group if not is_alpha_sweep(d)]
+        batched = [d for d in group if not is_alpha_sweep(d) and is_batch_sweep(d)]
+        plain = [d for d in group if not is_alpha_sweep(d) and d not in batched]
         sweeps = [d for d in group if is_alpha_sweep(d)]
+        if batched:
+            summary = load_summaries(batched, batched=True)
+            written += plot_throughput_vs_batch(summary, out)
+            out.mkdir(parents=True, exist_ok=True)
+            md = out / "batch_throughput.md"
+            md.write_text(batch_table(summary).to_markdown(index=False) + "\n", encoding="utf-8")
+            written.append(md)
         if plain:
             summary = load_summaries(plain)
             results = load_results(plain)

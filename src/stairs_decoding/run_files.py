@@ -32,12 +32,17 @@ SUMMARY_COLUMNS = ["method", "k", "n", "median_s", "mean_s", "ci95_low", "ci95_h
                    # 95 % bootstrap intervals over examples (summary.py), c's interval, the impossible-cell flag
                    "speedup_ci95_low", "speedup_ci95_high", "time_reduction_ci95_low", "time_reduction_ci95_high",
                    "alpha_ci95_low", "alpha_ci95_high", "bound_ci95_low", "bound_ci95_high",
-                   "cost_ratio_ci95_low", "cost_ratio_ci95_high", "above_bound"]
+                   "cost_ratio_ci95_low", "cost_ratio_ci95_high", "above_bound",
+                   # batches (task.batch_size): examples per generate() call, throughput's interval, per-row acceptance
+                   "batch_size", "tokens_per_s_ci95_low", "tokens_per_s_ci95_high", "ragged",
+                   "schedule", "fallback_share"]
 
 
 def cell_key(record: dict) -> tuple:
-    """(example, method, k, requested α): what makes a line of results.jsonl unique (and resumable)."""
-    return (str(record["example_id"]), record["method"], int(record["k"] or 0), record.get("alpha_requested"))
+    """(example, method, k, requested α, batch size, schedule): what makes a line of results.jsonl unique (and
+    resumable)."""
+    return (str(record["example_id"]), record["method"], int(record["k"] or 0), record.get("alpha_requested"),
+            int(record.get("batch_size") or 1), record.get("schedule") or "constant")
 
 
 def read_records(path: str | os.PathLike):

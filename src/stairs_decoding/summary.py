@@ -22,12 +22,29 @@ from .records import Record
 
 
 def _greedy_reference(records: list[Record]) -> dict:
-    """Per example: the mean of its greedy runs' seconds."""
-    runs: dict[str, list[float]] = {}
+    """Per (example, batch size): the mean of its greedy runs' seconds."""
+    runs: dict[tuple, list[float]] = {}
     for r in records:
         if r.method == "greedy":
-            runs.setdefault(r.example_id, []).append(r.seconds)
+            runs.setdefault((r.example_id, r.batch_size), []).append(r.seconds)
     return {ex: statistics.fmean(v) for ex, v in runs.items()}
+
+
+def _units(recs: list[Record], greedy_s: dict, spec: bool) -> dict:
+    """The bootstrap's units: one per generate() call (an example at batch size 1, a whole batch otherwise — its
+    rows share one time), with greedy's and the method's seconds, tokens, accepted drafts and rejections summed."""
+    units: dict[str, list[float]] = {}
+    for r in recs:
+        if (r.example_id, r.batch_size) not in greedy_s:
+            continue
+        u = units.setdefault(r.batch_id or r.example_id, [0.0, 0.0, 0.0, 0.0, 0.0])
+        u[0] += greedy_s[(r.example_id, r.batch_size)]
+        u[1] += r.seconds
+        u[2] += r.new_tokens
+        u[3] += sum(r.accepted) if spec else 0
+        u[4] += r.rejections if spec else 0
+    return dict(zip(("greedy", "method", "tokens", "accepted", "rejections"), map(list, zip(*units.values())))) \
+        if units else {}
 
 
 def _quality(recs: list[Record], greedy_out: dict) -> dict:
@@ -52,23 +69,29 @@ def time_reduction(speedup: float) -> float:
 def _cell_row(method: str, k: int, alpha_req, recs: list[Record], greedy_s: dict, greedy_out: dict,
               c: float, c_ci: tuple) -> dict:
     spec = METHODS[method].speculative if method in METHODS else False
-    paired = [r for r in recs if r.example_id in greedy_s]
-    t_m = sum(r.seconds for r in paired)
-    t_g = sum(greedy_s[r.example_id] for r in paired)
+    units = _units(recs, greedy_s, spec)
+    t_m, t_g = sum(units.get("method", [])), sum(units.get("greedy", []))
     total = sum(r.seconds for r in recs)
     accepted = [a for r in recs for a in r.accepted]
     alpha = metrics.acceptance_rate(accepted, sum(r.rejections for r in recs)) if spec else math.nan
     bound = metrics.speedup_bound(alpha, c, k) if spec else (1.0 if method == "greedy" else math.nan)
-    speedup = t_g / t_m if paired and t_m > 0 else math.nan
-    ci = paired_ratio_ci([greedy_s[r.example_id] for r in paired], [r.seconds for r in paired],
-                         accepted=[sum(r.accepted) for r in paired] if spec else None,
-                         rejections=[r.rejections for r in paired] if spec else None,
+    speedup = t_g / t_m if units and t_m > 0 else math.nan
+    ci = paired_ratio_ci(units.get("greedy", []), units.get("method", []),
+                         accepted=units.get("accepted") if spec else None,
+                         rejections=units.get("rejections") if spec else None,
                          bound=(lambda a, cc: metrics.speedup_bound(a, cc, k)) if spec else None,
                          c=c, c_ci=c_ci)
+    tok_ci = paired_ratio_ci(units.get("tokens", []), units.get("method", []))["ratio"]
     first = recs[0]
+    raggeds = [r.ragged for r in recs if r.ragged is not None and spec]
     return {
         "method": method, "k": k, **timing.summarize([r.seconds for r in recs]),
         "tokens_per_s": sum(r.new_tokens for r in recs) / total if total > 0 else math.nan,
+        "tokens_per_s_ci95_low": tok_ci[0], "tokens_per_s_ci95_high": tok_ci[1],
+        "batch_size": first.batch_size, "schedule": first.schedule or "constant",
+        "fallback_share": (sum(r.fallback_round is not None for r in recs) / len(recs)
+                           if first.schedule == "auto" else math.nan),   # calls that fell back to greedy
+        "ragged": (sum(raggeds) / len(raggeds)) if raggeds else math.nan,      # share of calls with per-row acceptance
         "time_reduction_pct": time_reduction(speedup),
         "speedup": speedup,
         "mean_accepted": statistics.fmean(accepted) if accepted else math.nan,
@@ -98,24 +121,32 @@ def _cell_row(method: str, k: int, alpha_req, recs: list[Record], greedy_s: dict
 
 
 def summary_rows(records: list[Record], *, cost_ratio_c: float, cost_ratio_ci=None) -> list[dict]:
-    """One row per (method, k, requested α) of `records`, in first-seen order (NaN where a value does not apply).
+    """One row per (method, k, requested α, batch size, schedule) of `records`, in first-seen order (NaN where a value does
+    not apply). At batch size > 1 the bootstrap resamples whole batches (one generate() call, one time).
     `cost_ratio_ci`: c's 95 % interval (timing.measure_cost_ratio), NaN when not given."""
     c_ci = tuple(float(x) if x is not None else math.nan for x in (cost_ratio_ci or (math.nan, math.nan)))
     by_cell: dict[tuple, list[Record]] = {}
     for r in records:
-        by_cell.setdefault((r.method, int(r.k), r.alpha_requested), []).append(r)
+        by_cell.setdefault((r.method, int(r.k), r.alpha_requested, r.batch_size, r.schedule or "constant"),
+                           []).append(r)
     greedy_s = _greedy_reference(records)
     greedy_out = {r.example_id: r.output for r in records if r.method == "greedy"}
     return [_cell_row(m, k, a, recs, greedy_s, greedy_out, cost_ratio_c, c_ci)
-            for (m, k, a), recs in by_cell.items()]
+            for (m, k, a, _, _), recs in by_cell.items()]
 
 
 def best_k(rows):
-    """Per (pair, method, requested α): the row of the k with the largest speed-up (the one definition; greedy
+    """Per (pair, method, requested α, batch size, schedule): the row of the k with the largest speed-up (the one definition; greedy
     and methods without k are kept as they are). `rows`: a DataFrame of summary rows; returns one."""
     df = rows.reset_index(drop=True)          # idxmax returns labels: they must name one row each
     df["_group_alpha"] = df["alpha_requested"].fillna(-1.0) if "alpha_requested" in df else -1.0
-    keys = ["model", "draft", "method", "_group_alpha"]
+    if "batch_size" not in df:
+        df["batch_size"] = 1
+    df["batch_size"] = df["batch_size"].fillna(1)
+    if "schedule" not in df:
+        df["schedule"] = "constant"
+    df["schedule"] = df["schedule"].fillna("constant")
+    keys = ["model", "draft", "method", "_group_alpha", "batch_size", "schedule"]
     uses_k = df["method"].map(lambda m: METHODS[m].uses_k if m in METHODS else True)
     spec = df[uses_k & df["speedup"].notna()]
     best = spec.loc[spec.groupby(keys, dropna=False)["speedup"].idxmax()] if len(spec) else spec
@@ -153,6 +184,11 @@ def format_table(rows: list[dict]) -> str:
     cols = dict(TABLE_COLUMNS)
     if all(r.get("alpha_requested") is None for r in rows):
         cols.pop("alpha_requested")
+    if any((r.get("batch_size") or 1) != 1 for r in rows):
+        cols = {"batch_size": "batch", **cols}
+    if any((r.get("schedule") or "constant") != "constant" for r in rows):
+        cols = {**{c: cols[c] for c in list(cols)[:list(cols).index("k") + 1]}, "schedule": "schedule",
+                **{c: v for c, v in list(cols.items())[list(cols).index("k") + 1:]}}
     df = pd.DataFrame(rows)
     df["speedup_ci"] = [_interval(r.get("speedup_ci95_low"), r.get("speedup_ci95_high")) for r in rows]
     df = df[list(cols)].rename(columns=cols)

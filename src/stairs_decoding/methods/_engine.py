@@ -28,7 +28,7 @@ def engine_run(method, target, draft, input_ids, attention_mask, *, k, max_new_t
               and not any(ragged_unsupported(m) for m, used in ((target, uses_target), (draft, uses_draft)) if used))
     seq = Sequence(prefix, prefix_mask, max_new_tokens=max_new_tokens, eos_ids=eos, pad_id=settings.pad_id,
                    settings=settings, ragged=ragged, compact=batch > 1 and not settings.processors)
-    stats.ragged = ragged
+    stats.ragged = ragged and method.speculative
     stats.row_accepted, stats.row_rejections = [[] for _ in range(batch)], [0] * batch
     rolls_back = bool(getattr(module, "ROLLS_BACK", False))
     enc_input = input_ids if enc_dec else prefix

@@ -58,8 +58,8 @@ def unsupported_cache(model) -> str | None:
 def ragged_unsupported(model) -> str | None:
     """Why rows of `model` cannot advance by different counts in one batch (None if they can): the re-aligned rows
     (left-padded by different amounts) must keep their outputs, so positions must come from each row's own tokens."""
-    layers = getattr(new_cache(model, rollback=True), "self_attention_cache", None)
-    layers = (layers if layers is not None else new_cache(model, rollback=True)).layers
+    cache = new_cache(model, rollback=True)
+    layers = getattr(cache, "self_attention_cache", cache).layers
     if any(type(layer) is not DynamicLayer for layer in layers):
         return "its cache has sliding-window layers"
     if model.config.is_encoder_decoder:
