@@ -211,9 +211,9 @@ def start_tracker(cfg: DictConfig, run_dir: Path):
 
 
 def warm_up(runner: Runner, cells: list[Cell], examples: list[dict]) -> None:
-    """Every (method, k, batch size, schedule) warmup_examples times (greedy first: the controlled draft's reference), call j on the j-th batch
-    of the warm-up examples at the cell's batch size (cycled where there are too few); nothing recorded.
-    `warmup_max_new_tokens` shortens these generations."""
+    """Every (method, k, batch size, schedule) warmup_examples times (greedy first: the controlled draft's
+    reference), call j on the j-th batch of the warm-up examples at the cell's batch size (cycled where there are
+    too few); nothing recorded. `warmup_max_new_tokens` shortens these generations."""
     n = runner.cfg.get("warmup_max_new_tokens")
     calls = int(runner.cfg.get("warmup_examples", 0) or 0)
     for j in range(calls if examples else 0):
@@ -270,7 +270,7 @@ def run_batch(runner: Runner, cells: list[Cell], batch: list[dict], index: int, 
             if matches is False and METHODS[cell.method].exact:
                 _warn(f"WARNING: {cell.label} output differs from greedy on example {ex['id']} "
                       f"({len(tokens)} vs {len(ref)} tokens)")
-            record = Record.of(res, seconds, cell, ex, index=index * len(batch) + row, order=pos,
+            record = Record.of(res, seconds, cell, ex, index=index * cell.batch_size + row, order=pos,
                                output=runner.text(tokens), matches=matches, run=run_info, row=row, batch_id=batch_id)
             writer.write(record)
             out.append(record)

@@ -674,7 +674,9 @@ def batch_table(summary):
 
     def ci(r, low, high, fmt):
         lo, hi = r.get(low), r.get(high)
-        return "" if lo is None or (isinstance(lo, float) and math.isnan(lo)) else f"[{fmt.format(lo)}, {fmt.format(hi)}]"
+        if lo is None or (isinstance(lo, float) and math.isnan(lo)):
+            return ""
+        return f"[{fmt.format(lo)}, {fmt.format(hi)}]"
 
     rows = []
     for _, r in batch_rows(summary).iterrows():

@@ -121,8 +121,8 @@ def _cell_row(method: str, k: int, alpha_req, recs: list[Record], greedy_s: dict
 
 
 def summary_rows(records: list[Record], *, cost_ratio_c: float, cost_ratio_ci=None) -> list[dict]:
-    """One row per (method, k, requested α, batch size, schedule) of `records`, in first-seen order (NaN where a value does
-    not apply). At batch size > 1 the bootstrap resamples whole batches (one generate() call, one time).
+    """One row per (method, k, requested α, batch size, schedule) of `records`, in first-seen order (NaN where a
+    value does not apply). At batch size > 1 the bootstrap resamples whole batches (one generate() call, one time).
     `cost_ratio_ci`: c's 95 % interval (timing.measure_cost_ratio), NaN when not given."""
     c_ci = tuple(float(x) if x is not None else math.nan for x in (cost_ratio_ci or (math.nan, math.nan)))
     by_cell: dict[tuple, list[Record]] = {}

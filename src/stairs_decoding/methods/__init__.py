@@ -53,11 +53,13 @@ def register(method: Method) -> Method:
 register(Method("greedy", greedy, "the target alone, KV cache, one decoder call per token (the reference)",
                 label="greedy (target alone)", color="#555555", marker="D"))
 register(Method("stairs", stairs, "the paper's stairs batch: k+1 prefixes verified in one uncached forward",
-                needs_draft=True, uses_k=True, speculative=True, schedules=("constant", "heuristic", "confidence", "auto"),
+                needs_draft=True, uses_k=True, speculative=True,
+                schedules=("constant", "heuristic", "confidence", "auto"),
                 label="stairs (paper)", color="#1f77b4", marker="o"))
 register(Method("stairs_cached", stairs_cached, "ours: one causal row of k+1 tokens through persistent "
                 "KV caches, rolled back after each round", needs_draft=True, uses_k=True, speculative=True,
-                schedules=("constant", "heuristic", "confidence", "auto"), label="stairs_cached (ours)", color="#2ca02c", marker="s"))
+                schedules=("constant", "heuristic", "confidence", "auto"), label="stairs_cached (ours)",
+                color="#2ca02c", marker="s"))
 register(Method("hf_assisted", hf_assisted, "Hugging Face assisted generation, target.generate("
                 "assistant_model=draft), constant k", needs_draft=True, uses_k=True, speculative=True, batch=False,
                 label="HF assisted (transformers)", color="#d62728", marker="^"))

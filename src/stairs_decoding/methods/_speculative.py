@@ -72,9 +72,9 @@ def accept(seq: Sequence, drafts: torch.Tensor, preds: torch.Tensor, stats: Deco
                                used.tolist()):
         if ran:
             stats.row_accepted[b].append(e - 1)
-            # a real disagreement of this row (not EOS, the length limit or another row's)
-            rejected += int(a == u < k and e == u + 1)
-            stats.row_rejections[b] += int(a == u < k and e == u + 1)
+            disagreed = int(a == u < k and e == u + 1)   # not EOS, the length limit, or another row's
+            rejected += disagreed
+            stats.row_rejections[b] += disagreed
     stats.accepted.append(advanced - 1)
     stats.drafted.append(k)
     stats.rejections += rejected

@@ -4,16 +4,11 @@ from __future__ import annotations
 from ._state import ModelState, Sequence
 
 
-def step(model: ModelState, seq: Sequence) -> None:
-    """One token for every running row."""
-    logits = model.step(seq)                           # feed the newest committed token(s)
-    seq.append(seq.settings(seq.tokens, logits[:, -1]).argmax(-1, keepdim=True))
-    model.select(seq.drop_finished())                  # finished rows leave the batch (when it compacts)
-
-
 def decode(model: ModelState, seq: Sequence) -> None:
     while not seq.done:
-        step(model, seq)
+        logits = model.step(seq)                       # feed the newest committed token(s)
+        seq.append(seq.settings(seq.tokens, logits[:, -1]).argmax(-1, keepdim=True))
+        model.select(seq.drop_finished())              # finished rows leave the batch (when it compacts)
 
 
 def run(target: ModelState, draft: ModelState | None, seq: Sequence, **_) -> None:
