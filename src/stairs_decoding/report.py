@@ -373,18 +373,20 @@ def _is_paper_pair(model: str, draft: str) -> str | None:
     return None
 
 
+def _ci(r, low, high, fmt="{:.2f}") -> str:
+    """A row's interval as "[lo, hi]" ("" where it is unknown), for the tables."""
+    lo, hi = r.get(low), r.get(high)
+    if lo is None or hi is None or (isinstance(lo, float) and math.isnan(lo)):
+        return ""
+    return f"[{fmt.format(lo)}, {fmt.format(hi)}]"
+
+
 def reduction_table(summary):
     """Per (pair, method, k): mean time per example, speed-up vs greedy (total greedy time over total method time on
     the same examples) with its bootstrap 95 % CI, the same as a time reduction (%, positive = faster), α and the
     ideal bound; the paper's value beside ours where the pair matches (the paper reports one number per pair, for
     its stairs method). transformers' own greedy loop (hf_greedy) is a row of its own."""
     import pandas as pd
-
-    def ci(r, low, high, fmt="{:.2f}"):
-        lo, hi = r.get(low), r.get(high)
-        if lo is None or hi is None or (isinstance(lo, float) and math.isnan(lo)):
-            return ""
-        return f"[{fmt.format(lo)}, {fmt.format(hi)}]"
 
     rows = []
     for _, r in summary[summary["method"] != "greedy"].iterrows():
@@ -393,9 +395,9 @@ def reduction_table(summary):
             "pair": r["pair"], "method": r["method"],
             "k": int(r["k"]) if r["method"] in SPEC_METHODS else "–",
             "mean s/ex": r["mean_s"], "speed-up": r["speedup"],
-            "speed-up 95% CI": ci(r, "speedup_ci95_low", "speedup_ci95_high"),
+            "speed-up 95% CI": _ci(r, "speedup_ci95_low", "speedup_ci95_high"),
             "time reduction %": r["time_reduction_pct"],
-            "time reduction 95% CI": ci(r, "time_reduction_ci95_low", "time_reduction_ci95_high", "{:.1f}"),
+            "time reduction 95% CI": _ci(r, "time_reduction_ci95_low", "time_reduction_ci95_high", "{:.1f}"),
             "α": r.get("alpha"), "bound": r.get("bound_speedup"),
             "paper %": PAPER_REDUCTION_PCT[paper] if paper and r["method"] == "stairs" else None,
         })
@@ -672,23 +674,17 @@ def batch_table(summary):
     """The throughput-vs-batch-size table: one row per (pair, batch size, method at its best k)."""
     import pandas as pd
 
-    def ci(r, low, high, fmt):
-        lo, hi = r.get(low), r.get(high)
-        if lo is None or (isinstance(lo, float) and math.isnan(lo)):
-            return ""
-        return f"[{fmt.format(lo)}, {fmt.format(hi)}]"
-
     rows = []
     for _, r in batch_rows(summary).iterrows():
         rows.append({"pair": r["pair"], "batch": int(r["batch_size"]), "method": r["method"],
                      "schedule": r.get("schedule") if r["method"] in SPEC_METHODS else "",
                      "k": int(r["k"]) if r["method"] in SPEC_METHODS else "–",
                      "tokens/s": f"{r['tokens_per_s']:.1f}",
-                     "tokens/s 95% CI": ci(r, "tokens_per_s_ci95_low", "tokens_per_s_ci95_high", "{:.1f}"),
+                     "tokens/s 95% CI": _ci(r, "tokens_per_s_ci95_low", "tokens_per_s_ci95_high", "{:.1f}"),
                      "mean s/ex": f"{r['mean_s']:.4f}",
                      "speed-up": "" if r["method"] == "greedy" else f"{r['speedup']:.2f}",
                      "speed-up 95% CI": "" if r["method"] == "greedy" else
-                     ci(r, "speedup_ci95_low", "speedup_ci95_high", "{:.2f}"),
+                     _ci(r, "speedup_ci95_low", "speedup_ci95_high", "{:.2f}"),
                      "α": "" if pd.isna(r.get("alpha")) else f"{r['alpha']:.2f}",
                      "per-row acceptance": "" if pd.isna(r.get("ragged")) else f"{r['ragged']:.0%}",
                      "fell back to greedy": "" if pd.isna(r.get("fallback_share")) else f"{r['fallback_share']:.0%}"})
