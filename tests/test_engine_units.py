@@ -151,9 +151,10 @@ IDS = torch.randint(2, VOCAB, (1, 6), generator=torch.Generator().manual_seed(2)
     ({"max_new_tokens": 0}, "max_new_tokens must be an integer >= 1, got 0"),
     ({"input_ids": torch.zeros(1, 0, dtype=torch.long)}, "empty prompt"),
     ({"attention_mask": torch.zeros(1, 6, dtype=torch.long)}, "empty prompt: row 0"),
-    ({"do_sample": True}, "only greedy decoding is supported"),
-    ({"temperature": 0.7}, "only greedy decoding is supported"),
-    ({"num_beams": 4}, "only greedy decoding is supported"),
+    ({"do_sample": "yes"}, "do_sample must be True or False, got 'yes'"),
+    ({"temperature": 0.7}, "temperature=0.7 only applies to sampling: pass do_sample=True"),
+    ({"do_sample": True, "temperature": -1.0}, "temperature must be a number >= 0 (0 = greedy), got -1.0"),
+    ({"num_beams": 4}, "beam and contrastive search are not supported"),
     ({"method": "stairs", "schedule": "linear"}, "unknown schedule 'linear'"),
     ({"method": "hf_assisted", "input_ids": IDS.repeat(2, 1)}, "supports batch size 1 only, got 2"),
 ])

@@ -10,16 +10,16 @@ from .methods._state import unsupported_cache
 from .stats import DecodingStats, GenerationResult
 from .timing import Clock, model_devices
 
-# Arguments that only make sense for sampling or beam search, and the value that means "greedy".
-_NOT_GREEDY = {"do_sample": False, "num_beams": 1, "num_return_sequences": 1, "temperature": None,
-               "top_k": None, "top_p": None, "typical_p": None, "min_p": None, "penalty_alpha": None,
-               "epsilon_cutoff": None, "eta_cutoff": None}
+# Arguments of beam search and contrastive search, and the value that means "one greedy or sampled sequence".
+_NOT_GREEDY = {"num_beams": 1, "num_return_sequences": 1, "penalty_alpha": None}
 
 
 def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft_tokens: int = 4,
              max_new_tokens: int = 64, attention_mask=None, eos_token_id=None, schedule: str = "constant",
              ignore_eos: bool = False, generation_config=None, **kwargs) -> GenerationResult:
-    """Greedy generation with `method`; every method returns what `target.generate(do_sample=False)` returns.
+    """Greedy generation (or sampling) with `method`; every method returns what `target.generate(do_sample=False)`
+    returns, and with do_sample=True a sample of what `target.generate(do_sample=True)` samples (speculative
+    sampling: the same distribution; methods/_speculative.py).
 
     Args:
         target, draft: loaded transformers models, both encoder-decoder or both decoder-only.
@@ -40,9 +40,16 @@ def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft
             the settings that change greedy output (`settings.GREEDY_SETTINGS`: forced BOS/EOS, no_repeat_ngram_size,
             min_length/min_new_tokens, repetition_penalty, bad_words_ids, suppress_tokens, ...) are applied
             through transformers' own logits processors; one that cannot be honoured exactly is refused.
+        do_sample, temperature, top_k, top_p, min_p, typical_p, epsilon_cutoff, eta_cutoff: sampling, with
+            transformers' own warpers on the target's and the draft's scores alike (the model's generation_config
+            supplies what is not given, as in `model.generate`); temperature=0 is greedy. Draws use torch's global
+            RNG (`torch.manual_seed` makes a call reproducible). Methods with `Method.sampling` only.
     """
     greedy_settings = _check_kwargs(kwargs)
     _check_args(target, draft, input_ids, attention_mask, method, num_draft_tokens, max_new_tokens, schedule)
+    if greedy_settings.get("do_sample") and not methods.METHODS[method].sampling:
+        _fail(f"do_sample=True: {method!r} decodes greedily only; sampling methods: "
+              f"{', '.join(m.name for m in methods.METHODS.values() if m.sampling)}")
     device = target.device
     input_ids = input_ids.to(device)
     if attention_mask is not None:
@@ -74,17 +81,29 @@ def _fail(msg: str):
 
 
 def _check_kwargs(kwargs: dict) -> dict:
-    """Sampling/beam arguments must say "greedy"; generation settings are returned; anything else is a TypeError."""
+    """Generation and sampling settings are returned; beam/contrastive arguments must say "one sequence"; a sampling
+    parameter without do_sample=True is refused (model.generate would ignore it); anything else is a TypeError."""
     settings = {}
     for name, value in kwargs.items():
-        if name in _settings.GREEDY_SETTINGS:
+        if name in _settings.GREEDY_SETTINGS or name in _settings.SAMPLING_SETTINGS:
             settings[name] = value
             continue
         if name not in _NOT_GREEDY:
             raise TypeError(f"generate() got an unexpected keyword argument {name!r}")
         if value is not None and value != _NOT_GREEDY[name]:
-            _fail(f"{name}={value!r}: only greedy decoding is supported (do_sample=False, num_beams=1, "
-                  "no temperature/top-k/top-p)")
+            _fail(f"{name}={value!r}: beam and contrastive search are not supported (num_beams=1, "
+                  "num_return_sequences=1; greedy, or sampling with do_sample=True)")
+    do_sample = settings.get("do_sample")
+    if do_sample not in (None, True, False):
+        _fail(f"do_sample must be True or False, got {do_sample!r}")
+    if not do_sample:
+        given = [f"{n}={settings[n]!r}" for n in _settings.SAMPLING_SETTINGS[1:] if settings.get(n) is not None]
+        if given:
+            _fail(f"{', '.join(given)} only applies to sampling: pass do_sample=True (or leave it unset)")
+    temperature = settings.get("temperature")
+    if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+                                    or temperature < 0):
+        _fail(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
     return settings
 
 

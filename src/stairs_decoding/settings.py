@@ -35,6 +35,18 @@ STATELESS = tuple(getattr(lp, name) for name in (
     "NoBadWordsLogitsProcessor", "SuppressTokensLogitsProcessor", "SuppressTokensAtBeginLogitsProcessor",
     "EncoderRepetitionPenaltyLogitsProcessor", "EncoderNoRepeatNGramLogitsProcessor", "SequenceBiasLogitsProcessor",
     "ExponentialDecayLengthPenalty", "InfNanRemoveLogitsProcessor", "LogitNormalization") if hasattr(lp, name))
+# The sampling warpers (do_sample=True) and the others that read the scores alone, never the prefix: they do not stop
+# rows of a batch from advancing by different counts (a padded, re-aligned prefix is never seen).
+SCORES_ONLY = tuple(getattr(lp, name) for name in (
+    "TemperatureLogitsWarper", "TopKLogitsWarper", "TopPLogitsWarper", "MinPLogitsWarper", "TypicalLogitsWarper",
+    "EpsilonLogitsWarper", "EtaLogitsWarper", "TopHLogitsWarper", "InfNanRemoveLogitsProcessor",
+    "LogitNormalization") if hasattr(lp, name))
+STATELESS = tuple(dict.fromkeys(STATELESS + SCORES_ONLY))
+
+# Keyword settings of `generate()` that select and shape sampling (as in `model.generate`; the warpers are
+# transformers' own, built by its `_get_logits_processor`). Any of them but do_sample needs do_sample=True.
+SAMPLING_SETTINGS = ("do_sample", "temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff",
+                     "eta_cutoff", "top_h")
 
 # Settings that are not logits processors but would change what model.generate returns: refused when set.
 _REFUSED = {"stop_strings": None, "max_time": None, "guidance_scale": (None, 1, 1.0), "watermarking_config": None,
@@ -53,11 +65,24 @@ class Settings:
     decoder_start_id: int | None
     processors: LogitsProcessorList
     config: GenerationConfig | None   # the resolved generation config (for hf_assisted, which hands it on)
+    sampling: bool = False            # do_sample=True: tokens are drawn from softmax(processed scores)
 
     @classmethod
     def plain(cls, pad_id: int = 0) -> "Settings":
         """No processors: the plain argmax."""
         return cls(eos_ids=[], pad_id=pad_id, decoder_start_id=None, processors=LogitsProcessorList(), config=None)
+
+    @property
+    def reads_prefix(self) -> bool:
+        """Whether a processor reads the tokens before the position it scores (all but the warpers do)."""
+        return any(not isinstance(p, SCORES_ONLY) for p in self.processors)
+
+    def choose(self, scores: torch.Tensor) -> torch.Tensor:
+        """The next token [B, 1] from processed scores [B, V]: the argmax, or with sampling a draw from their softmax
+        (torch's global RNG, one `torch.multinomial` per step, as `model.generate(do_sample=True)` draws it)."""
+        if not self.sampling:
+            return scores.argmax(-1, keepdim=True)
+        return torch.multinomial(scores.float().softmax(-1), num_samples=1)
 
     def __call__(self, prefix: torch.Tensor, scores: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         """Processed scores [B, V] of the position after `prefix` [B, L] (+ uncommitted `extra` [B, m])."""
@@ -71,6 +96,10 @@ class Settings:
         """Processed logits [B, n, V] of the n positions after prefix, prefix+d1, …, prefix+d1..d(n-1)."""
         if not self.processors:
             return logits
+        if not self.reads_prefix:       # the warpers alone: every position in one call
+            batch, n, vocab = logits.shape
+            return self.processors(prefix.repeat_interleave(n, 0), logits.reshape(batch * n, vocab).float()
+                                   ).view(batch, n, vocab)
         rows = [self(prefix, logits[:, i], drafts[:, :i]) for i in range(logits.shape[1])]
         return torch.stack(rows, dim=1)
 
@@ -86,20 +115,26 @@ def _eos(value) -> list[int]:
 def resolve(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, *, max_new_tokens: int,
             eos_token_id=None, ignore_eos: bool = False, generation_config: GenerationConfig | None = None,
             settings: dict | None = None) -> Settings:
-    """The settings `model.generate(input_ids, do_sample=False, num_beams=1, ...)` would decode with."""
+    """The settings `model.generate(input_ids, num_beams=1, ...)` would decode with: greedy (do_sample=False), or
+    sampling when `settings` has do_sample=True (the model's own temperature/top-k/top-p then apply, as in
+    `model.generate`, unless given; temperature=0 is greedy)."""
     settings = {k: v for k, v in (settings or {}).items() if v is not None}
+    sampling = bool(settings.pop("do_sample", False))
     try:
         config, _ = model._prepare_generation_config(copy.deepcopy(generation_config))
     except ValueError as e:
         raise SettingError(f"the model's generation settings cannot be used: {str(e).splitlines()[0]}") from None
-    config.update(**settings)
+    config.update(**({"do_sample": True} if sampling else {}), **settings)   # with it, the sampling settings validate
     for name, allowed in _REFUSED.items():
         value = getattr(config, name, None)
         ok = allowed if isinstance(allowed, tuple) else (allowed,)
         if value not in ok:
             raise SettingError(f"{name}={value!r} is set (in the {_origin(name, settings, generation_config)}) but "
                                "cannot be honoured by speculative decoding; unset it")
-    config.do_sample, config.num_beams, config.num_return_sequences = False, 1, 1
+    if sampling and config.temperature is not None and float(config.temperature) == 0.0:
+        sampling = False            # temperature 0: the argmax (transformers would refuse it; greedy is its limit)
+        config.temperature = None
+    config.do_sample, config.num_beams, config.num_return_sequences = sampling, 1, 1
     if eos_token_id is not None:
         config.eos_token_id = eos_token_id
     eos_ids = [] if ignore_eos else _eos(config.eos_token_id)
@@ -130,7 +165,7 @@ def resolve(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
     pad = config._pad_token_tensor
     return Settings(eos_ids=eos_ids, pad_id=int(pad.flatten()[0]) if pad is not None else 0,
                     decoder_start_id=int(start.flatten()[0]) if enc_dec and start is not None else None,
-                    processors=procs, config=config)
+                    processors=procs, config=config, sampling=sampling)
 
 
 def _origin(name: str, settings: dict, generation_config) -> str:

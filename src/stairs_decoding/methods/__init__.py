@@ -29,7 +29,7 @@ class Method:
     exact: bool = True                    # returns the target's greedy output (draft_greedy does not)
     schedules: tuple[str, ...] = ("constant",)
     batch: bool = True                    # batch size > 1 accepted
-    sampling: bool = False                # do_sample=True supported (none yet)
+    sampling: bool = False                # do_sample=True supported (speculative sampling for the speculative ones)
     label: str = ""                       # legend label in figures
     color: str = "#555555"
     marker: str = "o"
@@ -51,26 +51,26 @@ def register(method: Method) -> Method:
 
 
 register(Method("greedy", greedy, "the target alone, KV cache, one decoder call per token (the reference)",
-                label="greedy (target alone)", color="#555555", marker="D"))
+                sampling=True, label="greedy (target alone)", color="#555555", marker="D"))
 register(Method("stairs", stairs, "the paper's stairs batch: k+1 prefixes verified in one uncached forward",
                 needs_draft=True, uses_k=True, speculative=True,
-                schedules=("constant", "heuristic", "confidence", "auto"),
+                schedules=("constant", "heuristic", "confidence", "auto"), sampling=True,
                 label="stairs (paper)", color="#1f77b4", marker="o"))
 register(Method("stairs_cached", stairs_cached, "ours: one causal row of k+1 tokens through persistent "
                 "KV caches, rolled back after each round", needs_draft=True, uses_k=True, speculative=True,
-                schedules=("constant", "heuristic", "confidence", "auto"), label="stairs_cached (ours)",
+                schedules=("constant", "heuristic", "confidence", "auto"), sampling=True, label="stairs_cached (ours)",
                 color="#2ca02c", marker="s"))
 register(Method("hf_assisted", hf_assisted, "Hugging Face assisted generation, target.generate("
                 "assistant_model=draft), constant k", needs_draft=True, uses_k=True, speculative=True, batch=False,
-                label="HF assisted (transformers)", color="#d62728", marker="^"))
+                sampling=True, label="HF assisted (transformers)", color="#d62728", marker="^"))
 register(Method("hf_assisted_default", hf_assisted_default, "Hugging Face assisted generation with transformers' "
                 "defaults (confidence stop 0.4, no decoder mask), k set on the draft's generation_config",
                 needs_draft=True, uses_k=True, speculative=True, batch=False,
-                label="HF assisted, defaults", color="#ff7f0e", marker="P"))
+                sampling=True, label="HF assisted, defaults", color="#ff7f0e", marker="P"))
 register(Method("draft_greedy", draft_greedy, "the draft alone, greedily (the quality/speed floor)",
-                needs_draft=True, uses_target=False, exact=False, label="draft alone", color="#9467bd", marker="v"))
+                needs_draft=True, uses_target=False, exact=False, sampling=True, label="draft alone", color="#9467bd", marker="v"))
 register(Method("hf_greedy", hf_greedy, "transformers' own target.generate(do_sample=False): the overhead "
-                "reference for our greedy loop", label="HF greedy (transformers)", color="#8c564b", marker="x"))
+                "reference for our greedy loop", sampling=True, label="HF greedy (transformers)", color="#8c564b", marker="x"))
 
 SCHEDULES = tuple(dict.fromkeys(s for m in METHODS.values() for s in m.schedules))
 

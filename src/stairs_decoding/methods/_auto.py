@@ -41,7 +41,7 @@ class AutoPolicy:
         """One plain target step for every running row, recorded as a round without drafts."""
         logits = self.target.step(seq)
         running, rows = (~seq.finished).tolist(), seq.rows.tolist()
-        seq.append(seq.settings(seq.tokens, logits[:, -1]).argmax(-1, keepdim=True))
+        seq.append(seq.settings.choose(seq.settings(seq.tokens, logits[:, -1])))
         for b, ran in zip(rows, running):
             if ran:
                 stats.row_accepted[b].append(0)

@@ -23,11 +23,12 @@ def engine_run(method, target, draft, input_ids, attention_mask, *, k, max_new_t
     eos = torch.tensor(settings.eos_ids, device=input_ids.device) if settings.eos_ids else None
     batch = input_ids.shape[0]
     # Per-row acceptance at batch > 1 where every model in use allows re-aligned rows and no logits processor reads
-    # the rows' prefixes (they would see the re-alignment padding); otherwise rows advance in lockstep.
-    ragged = (batch > 1 and not settings.processors
+    # the rows' prefixes (they would see the re-alignment padding; the sampling warpers do not); otherwise rows
+    # advance in lockstep.
+    ragged = (batch > 1 and not settings.reads_prefix
               and not any(ragged_unsupported(m) for m, used in ((target, uses_target), (draft, uses_draft)) if used))
     seq = Sequence(prefix, prefix_mask, max_new_tokens=max_new_tokens, eos_ids=eos, pad_id=settings.pad_id,
-                   settings=settings, ragged=ragged, compact=batch > 1 and not settings.processors)
+                   settings=settings, ragged=ragged, compact=batch > 1 and not settings.reads_prefix)
     stats.ragged = ragged and method.speculative
     stats.row_accepted, stats.row_rejections = [[] for _ in range(batch)], [0] * batch
     rolls_back = bool(getattr(module, "ROLLS_BACK", False))

@@ -3,6 +3,14 @@
 A method supplies only `verify` (how the target scores the drafts) and `update` (what its caches keep).
 Both models' scores go through the target's generation settings (`seq.settings`: transformers' logits
 processors, each position with its own prefix) before the argmax, as in `model.generate`.
+
+With do_sample=True (`seq.settings.sampling`; the processors then include transformers' temperature/top-k/top-p
+warpers, on both models' scores) the draft samples its tokens from q and the target's verification gives p at every
+position; `speculative_sample` keeps draft token i with probability min(1, p_i/q_i) until the first rejection, then
+draws the next token from norm(max(0, p − q)) there (from p after the last draft: the bonus token) — Leviathan et
+al. 2023, Chen et al. 2023 — so every row's tokens have the target's own sampling distribution. It returns them in
+the form of the target's greedy tokens (the kept drafts, then the new token), so `accept` and everything after it
+is the same code in both modes.
 """
 from __future__ import annotations
 
@@ -22,16 +30,21 @@ Update = Callable[[ModelState, ModelState, Sequence], None]
 CONFIDENCE = 0.4
 
 
-def propose(draft: ModelState, seq: Sequence, k: int, threshold: float | None = None) -> torch.Tensor:
-    """The draft's greedy continuation of the committed tokens, [B, ≤k]; stops early once every running
+def propose(draft: ModelState, seq: Sequence, k: int,
+            threshold: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The draft's greedy (or sampled) continuation of the committed tokens, [B, ≤k], and with sampling the draft's
+    distributions q it drew them from, [B, ≤k, V] (None when greedy); stops early once every running
     row has drafted EOS (nothing after it could be kept), and with a `threshold` once every running row's newest
     draft token had a draft probability below it (transformers' assistant_confidence_threshold, per batch)."""
     batch = seq.tokens.shape[0]
     drafts = seq.tokens.new_empty(batch, 0)
+    probs = []
     ended = seq.finished.clone()
     for _ in range(k):
         scores = seq.settings(seq.tokens, draft.step(seq, drafts)[:, -1], drafts)
-        token = scores.argmax(-1, keepdim=True)
+        token = seq.settings.choose(scores)
+        if seq.settings.sampling:
+            probs.append(scores.float().softmax(-1))
         drafts = torch.cat([drafts, token], dim=1)
         if seq.eos_ids is not None:
             ended |= torch.isin(token[:, 0], seq.eos_ids)
@@ -41,7 +54,32 @@ def propose(draft: ModelState, seq: Sequence, k: int, threshold: float | None = 
                 break
         elif seq.eos_ids is not None and bool(ended.all()):
             break
-    return drafts
+    return drafts, (torch.stack(probs, dim=1) if probs else None)
+
+
+def speculative_sample(drafts: torch.Tensor, q: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """Speculative sampling's acceptance rule, per row: [B, k+1] tokens whose first n equal the drafts (the kept
+    ones) and whose (n+1)-th is the new token (the residual's or the bonus draw); `agreement` then reads n off them.
+
+    drafts [B, k] drawn from q [B, k, V] (None when k = 0); scores [B, k+1, V]: the target's processed scores at
+    each position.
+    Draft i is kept with probability min(1, p_i(d_i)/q_i(d_i)) (u < p/q, u uniform on [0, 1)); the first rejected
+    position draws from norm(max(0, p − q)), whose mass at the rejected token is 0, so it never equals the draft.
+    """
+    batch, k = drafts.shape
+    p = scores.float().softmax(-1)                                          # [B, k+1, V]
+    q = p.new_zeros(batch, 0, p.shape[-1]) if q is None else q.to(p.device)
+    p_d = p[:, :k].gather(-1, drafts.unsqueeze(-1)).squeeze(-1)             # [B, k]
+    q_d = q.gather(-1, drafts.unsqueeze(-1)).squeeze(-1)
+    kept = (torch.rand_like(p_d) < p_d / q_d).int().cumprod(dim=1).sum(dim=1)   # n per row
+    rows = torch.arange(batch, device=drafts.device)
+    q_next = torch.cat([q, q.new_zeros(batch, 1, q.shape[-1])], dim=1)[rows, kept]   # 0 after the last draft
+    residual = (p[rows, kept] - q_next).clamp(min=0)
+    mass = residual.sum(-1, keepdim=True)
+    residual = torch.where(mass > 0, residual / mass.clamp(min=torch.finfo(mass.dtype).tiny), p[rows, kept])
+    token = torch.multinomial(residual, num_samples=1)                      # [B, 1]
+    out = torch.cat([drafts, token], dim=1)
+    return out.scatter(1, kept.unsqueeze(1), token)
 
 
 def agreement(drafts: torch.Tensor, preds: torch.Tensor) -> torch.Tensor:
@@ -96,10 +134,11 @@ def run_rounds(target: ModelState, draft: ModelState, seq: Sequence, *, k: int, 
         return
     while not seq.done:
         k_round = min(k, seq.remaining - 1)           # more drafts than tokens left could never be kept
-        drafts = propose(draft, seq, k_round, CONFIDENCE if schedule == "confidence" else None)
+        drafts, q = propose(draft, seq, k_round, CONFIDENCE if schedule == "confidence" else None)
         drafts = drafts.to(seq.tokens.device)
         logits = verify(target, seq, drafts)          # [B, len(drafts)+1, V]
-        preds = seq.settings.positions(seq.tokens, drafts, logits).argmax(-1)
+        scores = seq.settings.positions(seq.tokens, drafts, logits)
+        preds = speculative_sample(drafts, q, scores) if seq.settings.sampling else scores.argmax(-1)
         all_agreed = accept(seq, drafts, preds, stats)
         update(target, draft, seq)
         keep = seq.drop_finished()

@@ -1,4 +1,4 @@
-"""The draft model alone, greedily: the quality/speed floor the speculative methods are compared with."""
+"""The draft model alone, greedily (or sampling): the quality/speed floor the speculative methods are compared with."""
 from __future__ import annotations
 
 from ._state import ModelState, Sequence

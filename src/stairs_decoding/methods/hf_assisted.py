@@ -115,7 +115,7 @@ def _config_for_hf(settings, target, max_new_tokens: int) -> GenerationConfig:
     which applies the same logits processors in its own assisted loop."""
     src = settings.config.to_dict() if settings.config is not None else {}
     config = GenerationConfig(**{k: v for k, v in src.items() if not k.startswith("_") and k != "transformers_version"})
-    config.do_sample, config.num_beams = False, 1
+    config.do_sample, config.num_beams = settings.sampling, 1     # sampling: transformers' speculative sampling
     config.max_new_tokens = max_new_tokens
     config.max_length = None
     if settings.config is None or settings.config.min_new_tokens is None:
