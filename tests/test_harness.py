@@ -97,7 +97,7 @@ def test_expected_experiments_and_paper_sweep():
 
 
 GROUPS = {g: sorted(p.stem for p in (ROOT / "conf" / g).glob("*.yaml")) for g in ("model", "draft", "method", "task",
-                                                                                  "logger")}
+                                                                                  "decoding", "logger")}
 
 
 def _builder_binds(node: dict, meta=()):
@@ -137,6 +137,11 @@ def test_every_option_of_every_group_composes_and_its_keys_are_read(group, optio
         m = METHODS[node["name"]]                  # every method option names a registered method ...
         assert set(node) <= {"name", "num_draft_tokens", "schedule"}
         assert ("num_draft_tokens" in node) == m.uses_k       # ... and gives k exactly when the method takes one
+    elif group == "decoding":
+        from stairs_decoding.checks import check_decoding
+
+        assert set(node) == {"do_sample", "temperature", "top_k", "top_p"}
+        assert check_decoding(OmegaConf.create(cfg), ["greedy"]) == ([1.0] if node["do_sample"] else [0.0])
 
 
 def test_draft_options_are_model_options_not_copies():
@@ -258,7 +263,7 @@ def test_results_reader_tolerates_truncated_line(tmp_path):
     path.write_text(json.dumps(rec) + "\n" + '{"example_id": "b", "meth')
     assert read_results(path) == [rec]
     with ResultsWriter(path) as w:          # repairs the tail, then appends on a fresh line
-        assert w.done == {("a", "greedy", 0, None, 1, "constant")}
+        assert w.done == {("a", "greedy", 0, None, 1, "constant", 0.0)}
         w.write({"example_id": "b", "method": "stairs", "k": 2})
     assert [r["example_id"] for r in lines(path)] == ["a", "b"]
 
@@ -573,3 +578,60 @@ def test_batched_run_end_to_end(tmp_path, pair_dir, env):
     written = report.make_all([run_dir], tmp_path / "figs")
     assert any(p.name == "throughput_vs_batch.png" for p in written)
     assert "batch" in (tmp_path / "figs" / "batch_throughput.md").read_text()
+
+
+def test_temperature_axis_and_its_errors():
+    """decoding.temperature: one value or a list (every cell at each, greedy — the target alone — first at each;
+    0 = greedy); sampling settings without do_sample, bad values and a controlled draft are refused by name."""
+    from stairs_decoding.checks import plan_cells
+
+    cells = plan_cells(compose_cfg(["experiment=tiny_sampling_cpu"]))
+    assert [t for t in dict.fromkeys(c.temperature for c in cells)] == [0.0, 0.7, 1.0]
+    for t in (0.0, 0.7, 1.0):
+        mine = [c for c in cells if c.temperature == t]
+        assert mine[0].method == "greedy" and {c.method for c in mine} == {"greedy", "stairs_cached", "hf_assisted",
+                                                                            "draft_greedy"}
+    assert len({c.key("x") for c in cells}) == len(cells)          # the temperature is in the key
+    assert cells[-1].ref("x") == ("x", 1, 1.0)
+    with pytest.raises(HarnessError, match=r"decoding: temperature=0.7 only applies to sampling; set "
+                                           r"decoding.do_sample=true"):
+        plan_cells(compose_cfg(["decoding.temperature=0.7"]))
+    with pytest.raises(HarnessError, match=r"decoding.temperature must be numbers >= 0"):
+        plan_cells(compose_cfg(["decoding=sample", "decoding.temperature=-1"]))
+    with pytest.raises(HarnessError, match=r"decoding.top_p must be in \(0, 1\]"):
+        plan_cells(compose_cfg(["decoding=sample", "decoding.top_p=1.5"]))
+    with pytest.raises(HarnessError, match=r"a controlled draft \(draft.alpha\) follows the greedy output"):
+        plan_cells(compose_cfg(["experiment=paper_scale_t5_large", "decoding=sample"]))
+
+
+def test_sampling_run_end_to_end(tmp_path, pair_dir, env):
+    """A run at temperatures 0 and 0.8: one record per example, cell and temperature; greedy cells exact, sampled
+    cells not compared with greedy; the same samples again with the same seed (a resumable, reproducible run); the
+    summary's rows per temperature against the target alone at that temperature; the sampling figure and table."""
+    import pandas as pd
+
+    outs = []
+    for name in ("a", "b"):
+        run_dir = tmp_path / name
+        p = run(["experiment=smoke", "logger=none", f"hydra.run.dir={run_dir}", "decoding=sample",
+                 "decoding.temperature=[0,0.8]", "sweep.methods=[stairs_cached]", "sweep.num_draft_tokens=[2]",
+                 *pair_args(pair_dir)], env)
+        assert p.returncode == 0, p.stderr[-3000:]
+        outs.append(lines(run_dir / "results.jsonl"))
+    recs = outs[0]
+    n = len({r["example_id"] for r in recs})
+    assert len(recs) == n * 2 * 2 and {r["temperature"] for r in recs} == {0.0, 0.8}
+    assert all(r["matches_greedy"] for r in recs if r["temperature"] == 0)
+    assert all(r["matches_greedy"] is None for r in recs if r["temperature"])
+    key = lambda r: (r["example_id"], r["method"], r["temperature"])  # noqa: E731
+    assert sorted((key(r), r["tokens"]) for r in recs) == sorted((key(r), r["tokens"]) for r in outs[1])
+    summary = pd.read_csv(tmp_path / "a" / "summary.csv")
+    assert sorted(summary["temperature"].unique()) == [0.0, 0.8]
+    sampled = summary[(summary["temperature"] == 0.8) & (summary["method"] == "stairs_cached")].iloc[0]
+    assert sampled["speedup"] > 0 and 0 <= sampled["alpha"] <= 1 and pd.isna(sampled["exact_match_rate"])
+    from stairs_decoding import report
+
+    assert report.is_sampling_sweep(tmp_path / "a") and report.run_kind(tmp_path / "a") == "sampling"
+    written = report.make_all([tmp_path / "a"], tmp_path / "figs")
+    assert {p.name for p in written} == {"sampling.png", "sampling.pdf", "sampling.md"}
+    assert "0.8" in (tmp_path / "figs" / "sampling.md").read_text()

@@ -219,7 +219,7 @@ def test_paper_scale_experiment_end_to_end(tmp_path):
     cells = 2 + 2 * 3 * 3 + 1 + 2
     assert len(lines) == 2 * cells and len({(r["example_id"], r["method"], r["k"], r["alpha_requested"])
                                             for r in lines}) == 2 * cells
-    assert all(r["matches_greedy"] and r["schema"] == 3 and r["new_tokens"] == 12 for r in lines)
+    assert all(r["matches_greedy"] and r["schema"] == 4 and r["new_tokens"] == 12 for r in lines)
     summary = pd.read_csv(out / "summary.csv")
     spec = summary[summary.alpha_requested.notna()]
     assert set(summary.method) == {"greedy", "hf_greedy", "stairs", "stairs_cached", "hf_assisted",

@@ -101,5 +101,5 @@ def test_records_round_trip_and_old_schema_reads_with_defaults():
            "some_removed_field": 1}
     back = Record.from_dict(old)
     assert back.schema == 1 and back.k == 0 and back.example_id == "5" and back.alpha_requested is None
-    assert Cell("stairs", 3, 0.7).key("5") == back.key()[:1] + ("stairs", 3, 0.7, 1, "constant")
+    assert Cell("stairs", 3, 0.7).key("5") == back.key()[:1] + ("stairs", 3, 0.7, 1, "constant", 0.0)
     assert Cell("stairs", 3, 0.7).label == "stairs@k=3,alpha=0.7" and Cell("greedy").label == "greedy"

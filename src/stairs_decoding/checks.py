@@ -128,7 +128,8 @@ def plan_cells(cfg: DictConfig) -> list[Cell]:
                     cell = Cell(name, k, a, sched if sched in m.schedules else "constant")
                     if cell not in cells:
                         cells.append(cell)
-    return [replace(c, batch_size=b) for b in batch_sizes for c in cells]
+    temperatures = check_decoding(cfg, methods)
+    return [replace(c, batch_size=b, temperature=t) for t in temperatures for b in batch_sizes for c in cells]
 
 
 def check_batch_sizes(cfg: DictConfig, methods: list[str]) -> list[int]:
@@ -149,6 +150,42 @@ def check_batch_sizes(cfg: DictConfig, methods: list[str]) -> list[int]:
             raise HarnessError(f"task.batch_size={max(sizes)}: a controlled draft (draft.alpha) follows one "
                                "reference per call; use task.batch_size=1")
     return sizes
+
+
+def check_decoding(cfg: DictConfig, methods: list[str]) -> list[float]:
+    """The `decoding` group: greedy (do_sample false: temperature 0), or sampling at decoding.temperature, one
+    value or a list (a sweep axis: every cell at each; 0 in the list = greedy), with its top_k/top_p for all."""
+    dec = cfg.get("decoding") or {}
+    do_sample, value = dec.get("do_sample", False), dec.get("temperature")
+    if do_sample not in (True, False):
+        raise HarnessError(f"decoding.do_sample must be true or false, got {do_sample!r}")
+    extra = {k: dec.get(k) for k in ("top_k", "top_p") if dec.get(k) is not None}
+    if not do_sample:
+        if extra or value not in (None, 0, 0.0):
+            given = {**({"temperature": value} if value not in (None, 0, 0.0) else {}), **extra}
+            raise HarnessError(f"decoding: {', '.join(f'{k}={v!r}' for k, v in given.items())} only applies to "
+                               "sampling; set decoding.do_sample=true (or decoding=sample)")
+        return [0.0]
+    scalar = value is None or isinstance(value, (str, int, float, bool))
+    temps = [1.0 if value is None else value] if scalar else _list(value, "decoding.temperature")
+    for t in temps:
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or t < 0:
+            raise HarnessError(f"decoding.temperature must be numbers >= 0 (0 = greedy), got {t!r}")
+    if len(set(temps)) != len(temps):
+        raise HarnessError(f"decoding.temperature lists a value twice: {list(temps)}")
+    if "top_k" in extra:
+        _int(extra["top_k"], "decoding.top_k", minimum=0)
+    if "top_p" in extra and (isinstance(extra["top_p"], bool) or not isinstance(extra["top_p"], (int, float))
+                             or not 0 < extra["top_p"] <= 1):
+        raise HarnessError(f"decoding.top_p must be in (0, 1], got {extra['top_p']!r}")
+    greedy_only = [m for m in methods if m in METHODS and not METHODS[m].sampling]
+    if greedy_only and any(temps):
+        raise HarnessError(f"decoding.do_sample=true: {', '.join(greedy_only)} decode(s) greedily only; leave them "
+                           "out of sweep.methods")
+    if any(temps) and check_controlled_draft(cfg) is not None:
+        raise HarnessError("decoding.do_sample=true: a controlled draft (draft.alpha) follows the greedy output; "
+                           "use a real draft")
+    return [float(t) for t in temps]
 
 
 # Keys a resumed run may change: where output goes and how it is shown, where the checkout is.

@@ -16,6 +16,7 @@ import math
 import os
 import sys
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,14 +118,22 @@ class Runner:
         return ids, mask
 
     def run(self, cell: Cell, exs: list[dict], max_new_tokens: int | None = None):
-        """(GenerationResult, seconds) of one cell on a batch of examples (one `generate()` call)."""
+        """(GenerationResult, seconds) of one cell on a batch of examples (one `generate()` call). A sampling cell
+        (temperature > 0) draws with torch's RNG seeded from the run's seed and the batch's first example, so a
+        run is reproducible and every cell of a batch starts from the same seed."""
         if self.pair.controlled is not None:      # a cell without its own α runs at the draft node's
             self.pair.controlled.alpha = cell.alpha if cell.alpha is not None else float(self.cfg.draft.alpha)
         ids, mask = self.batch(exs)
+        sampling = {}
+        if cell.temperature:
+            dec = self.cfg.decoding
+            sampling = dict(do_sample=True, temperature=float(cell.temperature), top_k=dec.get("top_k"),
+                            top_p=dec.get("top_p"))
+            torch.manual_seed(zlib.crc32(f"{self.cfg.get('seed', 0)}:{exs[0]['id']}".encode()))
         return timing.timed(lambda: generate(
             self.pair.target, ids, attention_mask=mask, draft=self.pair.draft, method=cell.method,
             num_draft_tokens=max(cell.k, 1), max_new_tokens=max_new_tokens or int(self.cfg.task.max_new_tokens),
-            schedule=cell.schedule, ignore_eos=bool(self.cfg.get("ignore_eos", False))), self.device)
+            schedule=cell.schedule, ignore_eos=bool(self.cfg.get("ignore_eos", False)), **sampling), self.device)
 
     def set_reference(self, tokens: list[int], example_seed: int) -> None:
         """The target's greedy tokens of the example, for the controlled draft (no-op without one)."""
@@ -211,7 +220,7 @@ def start_tracker(cfg: DictConfig, run_dir: Path):
 
 
 def warm_up(runner: Runner, cells: list[Cell], examples: list[dict]) -> None:
-    """Every (method, k, batch size, schedule) warmup_examples times (greedy first: the controlled draft's
+    """Every (method, k, batch size, schedule, temperature) warmup_examples times (greedy first: the controlled draft's
     reference), call j on the j-th batch of the warm-up examples at the cell's batch size (cycled where there are
     too few); nothing recorded. `warmup_max_new_tokens` shortens these generations."""
     n = runner.cfg.get("warmup_max_new_tokens")
@@ -219,13 +228,14 @@ def warm_up(runner: Runner, cells: list[Cell], examples: list[dict]) -> None:
     for j in range(calls if examples else 0):
         seen = set()
         for cell in cells:
-            if (cell.method, cell.k, cell.batch_size, cell.schedule) in seen:   # another α: the same computation
+            what = (cell.method, cell.k, cell.batch_size, cell.schedule, cell.temperature)
+            if what in seen:   # another α: the same computation
                 continue
-            seen.add((cell.method, cell.k, cell.batch_size, cell.schedule))
+            seen.add(what)
             size = cell.batch_size
             batch = [examples[(j * size + i) % len(examples)] for i in range(size)]
             res, _ = runner.run(cell, batch, n)
-            if cell.method == "greedy":
+            if cell.method == "greedy" and not cell.temperature:
                 runner.set_reference(res.tokens[0], example_seed=-1 - j)
 
 
@@ -253,19 +263,18 @@ def run_batch(runner: Runner, cells: list[Cell], batch: list[dict], index: int, 
     cell's records (one per example) appended as soon as they exist."""
     out = []
     order = timing.interleaved_order(cells, index, rotate=runner.cfg.get("rotate", True), pinned=1)
-    ref_key = lambda ex, cell: (ex["id"], cell.batch_size)  # noqa: E731
     for pos, cell in enumerate(order):
         if all(cell.key(ex["id"]) in writer.done for ex in batch):
             continue
-        if cell.method != "greedy" and ref_key(batch[0], cell) in greedy_tokens:
-            runner.set_reference(greedy_tokens[ref_key(batch[0], cell)], example_seed=index)
+        if cell.method != "greedy" and cell.ref(batch[0]["id"]) in greedy_tokens:
+            runner.set_reference(greedy_tokens[cell.ref(batch[0]["id"])], example_seed=index)
         res, seconds = runner.run(cell, batch)
         batch_id = str(batch[0]["id"]) if len(batch) > 1 else None
         for row, ex in enumerate(batch):
             tokens = res.tokens[row]
             if cell.method == "greedy":
-                greedy_tokens[ref_key(ex, cell)] = tokens
-            ref = greedy_tokens.get(ref_key(ex, cell))
+                greedy_tokens[cell.ref(ex["id"])] = tokens
+            ref = greedy_tokens.get(cell.ref(ex["id"])) if not cell.temperature else None   # samples differ
             matches = None if ref is None else tokens == ref
             if matches is False and METHODS[cell.method].exact:
                 _warn(f"WARNING: {cell.label} output differs from greedy on example {ex['id']} "
@@ -284,17 +293,18 @@ def batches(timed: list[dict], size: int) -> list[list[dict]]:
 
 def run_examples(runner: Runner, cells: list[Cell], todo: list[dict], timed: list[dict], writer: ResultsWriter,
                  records: list[Record], tracker) -> None:
-    """Each batch size in turn (task.batch_size), its batches one by one, every cell of that size on each."""
+    """Each (batch size, temperature) in turn (task.batch_size, decoding.temperature), its batches one by one, every
+    cell of that size and temperature on each (greedy at that temperature, the target alone, first)."""
     from tqdm import tqdm
 
     cfg = runner.cfg
     run_info = {"model": node_name(cfg.model), "draft": node_name(cfg.draft), "task": str(cfg.task.name),
                 "device": str(runner.device), "dtype": str(cfg.dtype)}
-    greedy_tokens = {(r.example_id, r.batch_size): r.tokens for r in records if r.method == "greedy"}
+    greedy_tokens = {r.ref: r.tokens for r in records if r.method == "greedy"}
     todo_ids = {ex["id"] for ex in todo}
     work = []
-    for size in dict.fromkeys(c.batch_size for c in cells):
-        group = [c for c in cells if c.batch_size == size]
+    for size, temperature in dict.fromkeys((c.batch_size, c.temperature) for c in cells):
+        group = [c for c in cells if (c.batch_size, c.temperature) == (size, temperature)]
         for i, batch in enumerate(batches(timed, size)):
             if any(ex["id"] in todo_ids and c.key(ex["id"]) not in writer.done for ex in batch for c in group):
                 work.append((group, batch, i))

@@ -7,31 +7,40 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 
-SCHEMA = 3          # 1: records written before the schema was versioned (no alpha_requested, no schema field);
-                    # 2: before batches (no batch_size, batch_id, batch_seconds, ragged, fallback_round)
+SCHEMA = 4          # 1: records written before the schema was versioned (no alpha_requested, no schema field);
+                    # 2: before batches (no batch_size, batch_id, batch_seconds, ragged, fallback_round);
+                    # 3: before sampling (no temperature)
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One (method, k, α, schedule, batch size) combination of a run. k = 0 for methods that take no k; `alpha` is
-    the controlled draft's acceptance rate (None without a controlled draft); `batch_size`: examples per
-    `generate()` call (task.batch_size)."""
+    """One (method, k, α, schedule, batch size, temperature) combination of a run. k = 0 for methods that take no
+    k; `alpha` is the controlled draft's acceptance rate (None without a controlled draft); `batch_size`: examples
+    per `generate()` call (task.batch_size); `temperature`: 0 = greedy, else sampling at it (the `decoding` group)."""
 
     method: str
     k: int = 0
     alpha: float | None = None
     schedule: str = "constant"
     batch_size: int = 1
+    temperature: float = 0.0
 
     @property
     def label(self) -> str:
         extra = ([f"k={self.k}"] if self.k else []) + ([f"alpha={self.alpha:g}"] if self.alpha is not None else []) \
             + ([f"batch={self.batch_size}"] if self.batch_size != 1 else []) \
-            + ([f"schedule={self.schedule}"] if self.schedule != "constant" else [])
+            + ([f"schedule={self.schedule}"] if self.schedule != "constant" else []) \
+            + ([f"T={self.temperature:g}"] if self.temperature else [])
         return self.method + (f"@{','.join(extra)}" if extra else "")
 
     def key(self, example_id) -> tuple:
-        return (str(example_id), self.method, int(self.k), self.alpha, int(self.batch_size), self.schedule)
+        return (str(example_id), self.method, int(self.k), self.alpha, int(self.batch_size), self.schedule,
+                float(self.temperature))
+
+    def ref(self, example_id) -> tuple:
+        """The reference of this cell on an example: greedy (the target alone) at the same batch size and
+        temperature."""
+        return (str(example_id), int(self.batch_size), float(self.temperature))
 
 
 @dataclass
@@ -70,6 +79,7 @@ class Record:
     batch_seconds: float | None = None  # the whole call's time
     ragged: bool | None = None          # rows advanced each by its own accepted length (per-row acceptance)
     fallback_round: int | None = None   # schedule=auto: where the call fell back to greedy (stats.DecodingStats)
+    temperature: float = 0.0            # 0 = greedy; else sampled at this temperature (do_sample=True)
     schema: int = SCHEMA
 
     @classmethod
@@ -94,7 +104,7 @@ class Record:
                    output=output, reference=example.get("reference"), matches_greedy=matches,
                    timestamp=time.time(), batch_size=cell.batch_size, batch_id=batch_id,
                    batch_seconds=seconds if n > 1 else None, ragged=st.ragged if n > 1 else None,
-                   fallback_round=st.fallback_round, **run)
+                   fallback_round=st.fallback_round, temperature=float(cell.temperature), **run)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Record":
@@ -110,4 +120,9 @@ class Record:
 
     def key(self) -> tuple:
         return (self.example_id, self.method, int(self.k), self.alpha_requested, int(self.batch_size or 1),
-                self.schedule or "constant")
+                self.schedule or "constant", float(self.temperature or 0.0))
+
+    @property
+    def ref(self) -> tuple:
+        """(example, batch size, temperature): what its greedy reference shares with it (Cell.ref)."""
+        return (self.example_id, int(self.batch_size or 1), float(self.temperature or 0.0))

@@ -19,6 +19,8 @@ METHOD_STYLE = {m.name: {"color": m.color, "marker": m.marker, "label": m.label}
 SPEC_METHODS = tuple(METHOD_STYLE)
 # The target alone: our greedy (the reference of every speed-up) and transformers' own greedy loop.
 BASELINES = tuple(m.name for m in METHODS.values() if not m.speculative and m.uses_target)
+# The draft alone: the quality/speed floor.
+FLOORS = tuple(m.name for m in METHODS.values() if not m.uses_target)
 
 
 # -- shared helpers ---------------------------------------------------------------------------------------------
@@ -318,14 +320,21 @@ def pair_label(model: str, draft: str) -> str:
     return f"{model} ← {draft}"
 
 
-def _load_runs(runs, filename: str, read, *, batched: bool = False):
-    """`read(path)` of `filename` in every scripts/run.py run, tagged with its pair, run dir and device: runs at
-    batch size 1 only, or (`batched`) only runs with batches (task.batch_size > 1); α sweeps never."""
+def run_kind(run_dir) -> str:
+    """"sampling" (cells at a temperature > 0), "batched" (batch size > 1), or "plain": each kind has its figures."""
+    return "sampling" if is_sampling_sweep(run_dir) else "batched" if is_batch_sweep(run_dir) else "plain"
+
+
+def _load_runs(runs, filename: str, read, *, batched: bool = False, sampling: bool = False):
+    """`read(path)` of `filename` in every scripts/run.py run, tagged with its pair, run dir and device: greedy runs
+    at batch size 1 only, or (`batched`) only greedy runs with batches (task.batch_size > 1), or (`sampling`) only
+    runs that sample (decoding.do_sample); α sweeps never."""
     import pandas as pd
 
+    want = "sampling" if sampling else "batched" if batched else "plain"
     frames = []
     for d in run_dirs(runs):
-        if is_alpha_sweep(d) or not (d / filename).exists() or is_batch_sweep(d) != batched:
+        if is_alpha_sweep(d) or not (d / filename).exists() or run_kind(d) != want:
             continue
         df = read(d / filename)
         df["run_dir"] = str(d)
@@ -333,7 +342,8 @@ def _load_runs(runs, filename: str, read, *, batched: bool = False):
         df["pair"] = [pair_label(m, dr) for m, dr in zip(df["model"], df["draft"])]
         frames.append(df)
     if not frames:
-        kind = "with batches" if batched else "without a controlled draft or batches"
+        kind = {"sampling": "that samples", "batched": "with batches",
+                "plain": "without a controlled draft, batches or sampling"}[want]
         raise NoRunsError(f"no {filename} of a run {kind} in the given runs")
     return pd.concat(frames, ignore_index=True)
 
@@ -348,12 +358,13 @@ def load_results(runs):
     return _load_runs(runs, "results.jsonl", lambda p: pd.DataFrame([r.to_dict() for r in read_records(p)]))
 
 
-def load_summaries(runs, *, batched: bool = False):
+def load_summaries(runs, *, batched: bool = False, sampling: bool = False):
     """Every run's summary.csv (one row per method × k × model pair), runs with a controlled draft left out; runs
-    with batches (task.batch_size > 1) only with `batched` (then only they)."""
+    with batches (task.batch_size > 1) only with `batched` (then only they), runs that sample only with `sampling`
+    (then only they)."""
     import pandas as pd
 
-    return _load_runs(runs, "summary.csv", pd.read_csv, batched=batched)
+    return _load_runs(runs, "summary.csv", pd.read_csv, batched=batched, sampling=sampling)
 
 
 def best_k(summary):
@@ -740,6 +751,96 @@ def plot_throughput_vs_batch(summary, out_dir, name: str = "throughput_vs_batch"
     return paths
 
 
+# -- sampling (decoding.do_sample) ---------------------------------------------------------------------------------
+def is_sampling_sweep(run_dir) -> bool:
+    """A run with cells that sample (temperature > 0, e.g. experiment=tiny_sampling_cpu): it gets the sampling figure
+    and table, not the greedy ones."""
+    import pandas as pd
+
+    p = Path(run_dir) / "summary.csv"
+    if not p.exists():
+        return False
+    df = pd.read_csv(p)
+    return "temperature" in df.columns and bool((df["temperature"].fillna(0) > 0).any())
+
+
+def sampling_rows(summary):
+    """Per pair and temperature (0 = greedy): the target alone, transformers' greedy, every speculative method at
+    its best k at that temperature, and the draft alone."""
+    import pandas as pd
+
+    s = summary.copy()
+    s["temperature"] = s["temperature"].fillna(0.0)
+    keep = s[s["method"].isin(BASELINES + FLOORS)]
+    rows = pd.concat([keep, best_k(s[s["method"].isin(SPEC_METHODS)])], ignore_index=True)
+    return rows.sort_values(["pair", "temperature"], kind="stable")
+
+
+def sampling_table(summary):
+    """One row per (pair, temperature, method at its best k): time per example, speed-up vs the target alone at that
+    temperature with its CI, α with its CI, and chrF/BLEU against the references."""
+    import pandas as pd
+
+    rows = []
+    for _, r in sampling_rows(summary).iterrows():
+        spec = r["method"] in SPEC_METHODS
+        rows.append({"pair": r["pair"], "temperature": "greedy" if not r["temperature"] else f"{r['temperature']:g}",
+                     "method": r["method"], "k": int(r["k"]) if spec else "–",
+                     "mean s/ex": f"{r['mean_s']:.4f}",
+                     "speed-up vs target alone": "" if r["method"] == "greedy" else
+                     f"{r['speedup']:.2f} " + _ci(r, "speedup_ci95_low", "speedup_ci95_high", "{:.2f}"),
+                     "α": "" if not spec or pd.isna(r.get("alpha")) else
+                     f"{r['alpha']:.3f} " + _ci(r, "alpha_ci95_low", "alpha_ci95_high", "{:.3f}"),
+                     "drafts kept / round": "" if not spec else f"{r['mean_accepted']:.2f}",
+                     "chrF vs ref": "" if pd.isna(r.get("chrf_vs_ref")) else f"{r['chrf_vs_ref']:.1f}",
+                     "BLEU vs ref": "" if pd.isna(r.get("bleu_vs_ref")) else f"{r['bleu_vs_ref']:.1f}"})
+    return pd.DataFrame(rows)
+
+
+def plot_sampling(summary, out_dir, name: str = "sampling") -> list[Path]:
+    """Per pair, against temperature (0 = greedy): the speed-up of every speculative method at its best k over the
+    target alone sampling at the same temperature, its acceptance α, and chrF against the references (the target
+    alone, the speculative methods and the draft alone); bars: bootstrap 95 % CIs."""
+    rows = sampling_rows(summary)
+    pairs = list(rows["pair"].unique())
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(pairs), 3, figsize=(14, 3.9 * len(pairs)), squeeze=False)
+    for row, pair in zip(axes, pairs):
+        p = rows[rows["pair"] == pair]
+        for method in ("greedy",) + SPEC_METHODS + FLOORS:
+            m = p[p["method"] == method].sort_values("temperature")
+            if not len(m):
+                continue
+            color, marker = ("#444444", "D") if method == "greedy" else (METHODS[method].color, METHODS[method].marker)
+            label = ("target alone" if method == "greedy" else METHODS[method].label) + \
+                (" (best k: " + ", ".join(str(int(k)) for k in m["k"]) + ")" if method in SPEC_METHODS else "")
+            if method in SPEC_METHODS:
+                row[0].errorbar(m["temperature"], m["speedup"], marker=marker, color=color, label=label, capsize=2,
+                                yerr=_err(m, "speedup", "speedup_ci95_low", "speedup_ci95_high"), elinewidth=0.9)
+                row[1].errorbar(m["temperature"], m["alpha"], marker=marker, color=color, label=label, capsize=2,
+                                yerr=_err(m, "alpha", "alpha_ci95_low", "alpha_ci95_high"), elinewidth=0.9)
+            row[2].plot(m["temperature"], m["chrf_vs_ref"], marker=marker, color=color, label=label)
+        row[0].axhline(1.0, color="black", lw=1, ls=":")
+        for ax, ylabel in zip(row, ("speed-up vs the target alone at the same\ntemperature (bars: 95 % CI)",
+                                    "acceptance α per token (bars: 95 % CI)", "chrF vs references")):
+            ax.set_xticks(sorted(p["temperature"].unique()))
+            ax.set_xlabel("temperature (0 = greedy)")
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3)
+        row[1].set_ylim(0, 1.02)
+        row[0].set_title(pair, fontsize=10, loc="left")
+        row[0].legend(fontsize=7)
+        row[2].legend(fontsize=7)
+    fig.suptitle("Speculative sampling: speed-up, acceptance and quality vs temperature (each method at its best k)",
+                 fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    _caption(fig, runs_caption(summary), y=-0.08)
+    paths = save_figure(fig, out_dir, name)
+    _close(fig)
+    return paths
+
+
 def pull_wandb(project: str, out_dir) -> list[Path]:
     """Download the `results` artifact (results.jsonl, summary.csv, env.json, config) of every run of a W&B
     project into out_dir/<run id>/, for the notebooks; local files stay the source of truth."""
@@ -764,7 +865,8 @@ def make_all(runs, out_dir) -> list[Path]:
     """Every figure and table of paper_figures/ from the given run directories (what scripts/make_figures.py
     and the notebooks call). Experiment runs give time_vs_k, inference_time, acceptance, k_sweep and the
     time-reduction table; runs with batches (task.batch_size > 1) give throughput_vs_batch and its table
-    batch_throughput.md; paper-scale α sweeps give paper_scale_alpha. CPU runs write into `out_dir`; runs on
+    batch_throughput.md; runs that sample (decoding.do_sample) give sampling and its table sampling.md;
+    paper-scale α sweeps give paper_scale_alpha. CPU runs write into `out_dir`; runs on
     another device (scripts/gpu_check.sh: results/*_gpu) into `out_dir`/<device>/, so that no figure mixes
     timings from two kinds of hardware."""
     dirs = run_dirs(runs)
@@ -772,9 +874,17 @@ def make_all(runs, out_dir) -> list[Path]:
     for device in sorted({run_device(d) for d in dirs}, key=lambda d: (d != "cpu", d)):
         group = [d for d in dirs if run_device(d) == device]
         out = Path(out_dir) if device == "cpu" else Path(out_dir) / device
-        batched = [d for d in group if not is_alpha_sweep(d) and is_batch_sweep(d)]
-        plain = [d for d in group if not is_alpha_sweep(d) and d not in batched]
+        sampled = [d for d in group if not is_alpha_sweep(d) and run_kind(d) == "sampling"]
+        batched = [d for d in group if not is_alpha_sweep(d) and run_kind(d) == "batched"]
+        plain = [d for d in group if not is_alpha_sweep(d) and run_kind(d) == "plain"]
         sweeps = [d for d in group if is_alpha_sweep(d)]
+        if sampled:
+            summary = load_summaries(sampled, sampling=True)
+            written += plot_sampling(summary, out)
+            out.mkdir(parents=True, exist_ok=True)
+            md = out / "sampling.md"
+            md.write_text(sampling_table(summary).to_markdown(index=False) + "\n", encoding="utf-8")
+            written.append(md)
         if batched:
             summary = load_summaries(batched, batched=True)
             written += plot_throughput_vs_batch(summary, out)

@@ -35,14 +35,17 @@ SUMMARY_COLUMNS = ["method", "k", "n", "median_s", "mean_s", "ci95_low", "ci95_h
                    "cost_ratio_ci95_low", "cost_ratio_ci95_high", "above_bound",
                    # batches (task.batch_size): examples per generate() call, throughput's interval, per-row acceptance
                    "batch_size", "tokens_per_s_ci95_low", "tokens_per_s_ci95_high", "ragged",
-                   "schedule", "fallback_share"]
+                   "schedule", "fallback_share",
+                   # sampling (the decoding group): 0 = greedy
+                   "temperature"]
 
 
 def cell_key(record: dict) -> tuple:
-    """(example, method, k, requested α, batch size, schedule): what makes a line of results.jsonl unique (and
-    resumable)."""
+    """(example, method, k, requested α, batch size, schedule, temperature): what makes a line of results.jsonl
+    unique (and resumable)."""
     return (str(record["example_id"]), record["method"], int(record["k"] or 0), record.get("alpha_requested"),
-            int(record.get("batch_size") or 1), record.get("schedule") or "constant")
+            int(record.get("batch_size") or 1), record.get("schedule") or "constant",
+            float(record.get("temperature") or 0.0))
 
 
 def read_records(path: str | os.PathLike):

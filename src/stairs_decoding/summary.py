@@ -22,11 +22,11 @@ from .records import Record
 
 
 def _greedy_reference(records: list[Record]) -> dict:
-    """Per (example, batch size): the mean of its greedy runs' seconds."""
+    """Per (example, batch size, temperature): the mean of its greedy (target-alone) runs' seconds."""
     runs: dict[tuple, list[float]] = {}
     for r in records:
         if r.method == "greedy":
-            runs.setdefault((r.example_id, r.batch_size), []).append(r.seconds)
+            runs.setdefault(r.ref, []).append(r.seconds)
     return {ex: statistics.fmean(v) for ex, v in runs.items()}
 
 
@@ -35,10 +35,10 @@ def _units(recs: list[Record], greedy_s: dict, spec: bool) -> dict:
     rows share one time), with greedy's and the method's seconds, tokens, accepted drafts and rejections summed."""
     units: dict[str, list[float]] = {}
     for r in recs:
-        if (r.example_id, r.batch_size) not in greedy_s:
+        if r.ref not in greedy_s:
             continue
         u = units.setdefault(r.batch_id or r.example_id, [0.0, 0.0, 0.0, 0.0, 0.0])
-        u[0] += greedy_s[(r.example_id, r.batch_size)]
+        u[0] += greedy_s[r.ref]
         u[1] += r.seconds
         u[2] += r.new_tokens
         u[3] += sum(r.accepted) if spec else 0
@@ -48,15 +48,18 @@ def _units(recs: list[Record], greedy_s: dict, spec: bool) -> dict:
 
 
 def _quality(recs: list[Record], greedy_out: dict) -> dict:
+    """BLEU/chrF against the references; against greedy's output and its exact-match rate only for greedy cells (a
+    sample is not meant to equal another sample)."""
     hyps = [r.output for r in recs if r.output is not None]
     refs = [r.reference or "" for r in recs if r.output is not None]
-    paired = [r for r in recs if r.output is not None and greedy_out.get(r.example_id) is not None]
+    sampled = bool(recs[0].temperature)
+    paired = [r for r in recs if r.output is not None and greedy_out.get(r.example_id) is not None and not sampled]
     return {
         "bleu_vs_greedy": (metrics.bleu([r.output for r in paired], [greedy_out[r.example_id] for r in paired])
                            if paired else math.nan),
         "bleu_vs_ref": metrics.bleu(hyps, refs) if hyps and any(refs) else math.nan,
         "chrf_vs_ref": metrics.chrf(hyps, refs) if hyps and any(refs) else math.nan,
-        "exact_match_rate": sum(1 for r in recs if r.matches_greedy) / len(recs),
+        "exact_match_rate": math.nan if sampled else sum(1 for r in recs if r.matches_greedy) / len(recs),
         "mismatches": sum(1 for r in recs if r.matches_greedy is False),
     }
 
@@ -89,6 +92,7 @@ def _cell_row(method: str, k: int, alpha_req, recs: list[Record], greedy_s: dict
         "tokens_per_s": sum(r.new_tokens for r in recs) / total if total > 0 else math.nan,
         "tokens_per_s_ci95_low": tok_ci[0], "tokens_per_s_ci95_high": tok_ci[1],
         "batch_size": first.batch_size, "schedule": first.schedule or "constant",
+        "temperature": float(first.temperature or 0.0),
         "fallback_share": (sum(r.fallback_round is not None for r in recs) / len(recs)
                            if first.schedule == "auto" else math.nan),   # calls that fell back to greedy
         "ragged": (sum(raggeds) / len(raggeds)) if raggeds else math.nan,      # share of calls with per-row acceptance
@@ -121,22 +125,23 @@ def _cell_row(method: str, k: int, alpha_req, recs: list[Record], greedy_s: dict
 
 
 def summary_rows(records: list[Record], *, cost_ratio_c: float, cost_ratio_ci=None) -> list[dict]:
-    """One row per (method, k, requested α, batch size, schedule) of `records`, in first-seen order (NaN where a
+    """One row per (method, k, requested α, batch size, schedule, temperature) of `records`, in first-seen order
+    (each against greedy — the target alone — at its batch size and temperature; NaN where a
     value does not apply). At batch size > 1 the bootstrap resamples whole batches (one generate() call, one time).
     `cost_ratio_ci`: c's 95 % interval (timing.measure_cost_ratio), NaN when not given."""
     c_ci = tuple(float(x) if x is not None else math.nan for x in (cost_ratio_ci or (math.nan, math.nan)))
     by_cell: dict[tuple, list[Record]] = {}
     for r in records:
-        by_cell.setdefault((r.method, int(r.k), r.alpha_requested, r.batch_size, r.schedule or "constant"),
-                           []).append(r)
+        by_cell.setdefault((r.method, int(r.k), r.alpha_requested, r.batch_size, r.schedule or "constant",
+                            float(r.temperature or 0.0)), []).append(r)
     greedy_s = _greedy_reference(records)
-    greedy_out = {r.example_id: r.output for r in records if r.method == "greedy"}
+    greedy_out = {r.example_id: r.output for r in records if r.method == "greedy" and not r.temperature}
     return [_cell_row(m, k, a, recs, greedy_s, greedy_out, cost_ratio_c, c_ci)
-            for (m, k, a, _, _), recs in by_cell.items()]
+            for (m, k, a, *_), recs in by_cell.items()]
 
 
 def best_k(rows):
-    """Per (pair, method, requested α, batch size, schedule): the row of the k with the largest speed-up (the one definition; greedy
+    """Per (pair, method, requested α, batch size, schedule, temperature): the row of the k with the largest speed-up (the one definition; greedy
     and methods without k are kept as they are). `rows`: a DataFrame of summary rows; returns one."""
     df = rows.reset_index(drop=True)          # idxmax returns labels: they must name one row each
     df["_group_alpha"] = df["alpha_requested"].fillna(-1.0) if "alpha_requested" in df else -1.0
@@ -146,7 +151,8 @@ def best_k(rows):
     if "schedule" not in df:
         df["schedule"] = "constant"
     df["schedule"] = df["schedule"].fillna("constant")
-    keys = ["model", "draft", "method", "_group_alpha", "batch_size", "schedule"]
+    df["temperature"] = df["temperature"].fillna(0.0) if "temperature" in df else 0.0
+    keys = ["model", "draft", "method", "_group_alpha", "batch_size", "schedule", "temperature"]
     uses_k = df["method"].map(lambda m: METHODS[m].uses_k if m in METHODS else True)
     spec = df[uses_k & df["speedup"].notna()]
     best = spec.loc[spec.groupby(keys, dropna=False)["speedup"].idxmax()] if len(spec) else spec
@@ -166,7 +172,8 @@ TABLE_COLUMNS = {"method": "method", "k": "k", "alpha_requested": "alpha req.", 
                  "exact_match_rate": "exact"}
 _FORMATS = {"alpha req.": "{:.2f}", "median s/ex": "{:.4f}", "tok/s": "{:.1f}", "time red. %": "{:+.1f}",
             "speed-up": "{:.3f}", "acc/round": "{:.2f}", "alpha": "{:.3f}", "c": "{:.3f}", "bound": "{:.3f}",
-            "ach/bound": "{:.3f}", "BLEU vs greedy": "{:.1f}", "BLEU vs ref": "{:.1f}", "exact": "{:.2f}"}
+            "ach/bound": "{:.3f}", "BLEU vs greedy": "{:.1f}", "BLEU vs ref": "{:.1f}", "exact": "{:.2f}",
+            "chrF vs ref": "{:.1f}"}
 
 
 def _interval(lo, hi) -> str:
@@ -186,6 +193,8 @@ def format_table(rows: list[dict]) -> str:
         cols.pop("alpha_requested")
     if any((r.get("batch_size") or 1) != 1 for r in rows):
         cols = {"batch_size": "batch", **cols}
+    if any(r.get("temperature") for r in rows):      # sampling: quality against the references, not greedy
+        cols = {"temperature": "T", **cols, "chrf_vs_ref": "chrF vs ref"}
     if any((r.get("schedule") or "constant") != "constant" for r in rows):
         cols = {**{c: cols[c] for c in list(cols)[:list(cols).index("k") + 1]}, "schedule": "schedule",
                 **{c: v for c, v in list(cols.items())[list(cols).index("k") + 1:]}}
