@@ -366,12 +366,14 @@ def test_resume_with_another_configuration_names_the_differing_keys(tmp_path):
 
 
 def test_resume_of_a_run_saved_before_a_new_null_key_existed(tmp_path):
-    """A key added to conf/ later with a null default (sweep, warmup_max_new_tokens) is not a difference."""
+    """A key added to conf/ later with a null or false default (sweep, warmup_max_new_tokens, the decoding group's
+    greedy settings) is not a difference."""
     from stairs_decoding.checks import check_resume
 
     run_dir = _saved_run(tmp_path, ["experiment=smoke"])
     saved = OmegaConf.load(run_dir / "config.yaml")
     del saved["warmup_max_new_tokens"]
+    del saved["decoding"]
     OmegaConf.save(saved, run_dir / "config.yaml")
     check_resume(compose_cfg(["experiment=smoke", "resume=true"]), run_dir)
     with pytest.raises(HarnessError, match=r"warmup_max_new_tokens \(unset -> 8\)"):

@@ -223,8 +223,8 @@ def config_differences(saved: dict, current: dict, ignore=RESUME_MAY_CHANGE) -> 
     out = []
     for key in sorted(set(a) | set(b)):
         va, vb = a.get(key, missing), b.get(key, missing)
-        if (va is missing and vb is None) or (va is None and vb is missing):
-            continue                 # a key added to the config later, with a null default: not a change
+        if (va is missing and (vb is None or vb is False)) or (vb is missing and (va is None or va is False)):
+            continue                 # a key added to the config later, null or false (off) by default: not a change
         if va != vb:
             show = lambda v: "unset" if v is missing else repr(v)  # noqa: E731
             out.append(f"{key} ({show(va)} -> {show(vb)})")

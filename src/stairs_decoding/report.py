@@ -658,16 +658,21 @@ def plot_k_sweep(summary, out_dir, name: str = "k_sweep") -> list[Path]:
     return paths
 
 
-def is_batch_sweep(run_dir) -> bool:
-    """A run with cells at batch size > 1 (task.batch_size, e.g. experiment=tiny_batch_cpu): it gets the
-    throughput figure and table, not the batch-size-1 figures (its batch-1 cells would repeat a pair's run)."""
+def _any_above(run_dir, column: str, value: float) -> bool:
+    """Whether a row of the run's summary.csv has `column` above `value` (a missing file, column or cell: no)."""
     import pandas as pd
 
     p = Path(run_dir) / "summary.csv"
     if not p.exists():
         return False
     df = pd.read_csv(p)
-    return "batch_size" in df.columns and bool((df["batch_size"].fillna(1) > 1).any())
+    return column in df.columns and bool((df[column].fillna(value) > value).any())
+
+
+def is_batch_sweep(run_dir) -> bool:
+    """A run with cells at batch size > 1 (task.batch_size, e.g. experiment=tiny_batch_cpu): it gets the
+    throughput figure and table, not the batch-size-1 figures (its batch-1 cells would repeat a pair's run)."""
+    return _any_above(run_dir, "batch_size", 1)
 
 
 def batch_rows(summary):
@@ -755,13 +760,7 @@ def plot_throughput_vs_batch(summary, out_dir, name: str = "throughput_vs_batch"
 def is_sampling_sweep(run_dir) -> bool:
     """A run with cells that sample (temperature > 0, e.g. experiment=tiny_sampling_cpu): it gets the sampling figure
     and table, not the greedy ones."""
-    import pandas as pd
-
-    p = Path(run_dir) / "summary.csv"
-    if not p.exists():
-        return False
-    df = pd.read_csv(p)
-    return "temperature" in df.columns and bool((df["temperature"].fillna(0) > 0).any())
+    return _any_above(run_dir, "temperature", 0)
 
 
 def sampling_rows(summary):
@@ -874,24 +873,18 @@ def make_all(runs, out_dir) -> list[Path]:
     for device in sorted({run_device(d) for d in dirs}, key=lambda d: (d != "cpu", d)):
         group = [d for d in dirs if run_device(d) == device]
         out = Path(out_dir) if device == "cpu" else Path(out_dir) / device
-        sampled = [d for d in group if not is_alpha_sweep(d) and run_kind(d) == "sampling"]
-        batched = [d for d in group if not is_alpha_sweep(d) and run_kind(d) == "batched"]
         plain = [d for d in group if not is_alpha_sweep(d) and run_kind(d) == "plain"]
         sweeps = [d for d in group if is_alpha_sweep(d)]
-        if sampled:
-            summary = load_summaries(sampled, sampling=True)
-            written += plot_sampling(summary, out)
-            out.mkdir(parents=True, exist_ok=True)
-            md = out / "sampling.md"
-            md.write_text(sampling_table(summary).to_markdown(index=False) + "\n", encoding="utf-8")
-            written.append(md)
-        if batched:
-            summary = load_summaries(batched, batched=True)
-            written += plot_throughput_vs_batch(summary, out)
-            out.mkdir(parents=True, exist_ok=True)
-            md = out / "batch_throughput.md"
-            md.write_text(batch_table(summary).to_markdown(index=False) + "\n", encoding="utf-8")
-            written.append(md)
+        for kind, plot, table, md_name in (("sampling", plot_sampling, sampling_table, "sampling.md"),
+                                           ("batched", plot_throughput_vs_batch, batch_table, "batch_throughput.md")):
+            these = [d for d in group if not is_alpha_sweep(d) and run_kind(d) == kind]
+            if these:
+                summary = load_summaries(these, batched=kind == "batched", sampling=kind == "sampling")
+                written += plot(summary, out)
+                out.mkdir(parents=True, exist_ok=True)
+                md = out / md_name
+                md.write_text(table(summary).to_markdown(index=False) + "\n", encoding="utf-8")
+                written.append(md)
         if plain:
             summary = load_summaries(plain)
             results = load_results(plain)
