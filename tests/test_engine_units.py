@@ -7,6 +7,7 @@ import torch
 from conftest import EOS, VOCAB, tiny_gpt2, tiny_t5
 from stairs_decoding import GenerationInputError, generate
 from stairs_decoding.compat import hook_cache
+from stairs_decoding.methods import METHODS
 from stairs_decoding.methods._speculative import accept, agreement, next_k
 from stairs_decoding.methods._state import Sequence
 
@@ -144,8 +145,7 @@ IDS = torch.randint(2, VOCAB, (1, 6), generator=torch.Generator().manual_seed(2)
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"method": "beam"}, "unknown method 'beam'; valid methods: greedy, stairs, stairs_cached, hf_assisted, "
-                         "hf_assisted_default, draft_greedy"),
+    ({"method": "beam"}, "unknown method 'beam'; valid methods: " + ", ".join(METHODS)),
     ({"method": "stairs", "draft": None}, "method 'stairs' needs a draft model"),
     ({"method": "stairs_cached", "num_draft_tokens": 0}, "num_draft_tokens (k) must be an integer >= 1, got 0"),
     ({"max_new_tokens": 0}, "max_new_tokens must be an integer >= 1, got 0"),
@@ -157,6 +157,16 @@ IDS = torch.randint(2, VOCAB, (1, 6), generator=torch.Generator().manual_seed(2)
     ({"num_beams": 4}, "beam and contrastive search are not supported"),
     ({"method": "stairs", "schedule": "linear"}, "unknown schedule 'linear'"),
     ({"method": "hf_assisted", "input_ids": IDS.repeat(2, 1)}, "supports batch size 1 only, got 2"),
+    ({"method": "stairs_cached", "num_branches": 2},
+     "num_branches=2 does not apply to method 'stairs_cached' (it applies to: stairs_tree)"),
+    ({"method": "lookup", "max_ngram": 0}, "max_ngram must be an integer >= 1, got 0"),
+    ({"method": "lookup", "max_ngram": 2, "min_ngram": 3}, "min_ngram=3 is larger than max_ngram=2"),
+    ({"method": "stairs_tree", "num_branches": 1.5}, "num_branches must be an integer >= 1, got 1.5"),
+    ({"method": "stairs_cached", "confidence_threshold": 0.5},
+     "confidence_threshold=0.5 applies to schedule='confidence' only (got 'constant')"),
+    ({"method": "stairs_cached", "schedule": "confidence", "confidence_threshold": 1.0},
+     "confidence_threshold must be a probability in (0, 1), got 1.0"),
+    ({"method": "lookup", "schedule": "heuristic"}, "schedule='heuristic' is not supported by 'lookup'"),
 ])
 def test_bad_input_is_one_clear_error(no_forward, kwargs, message):
     target, draft = no_forward

@@ -135,7 +135,7 @@ def test_every_option_of_every_group_composes_and_its_keys_are_read(group, optio
         assert hasattr(instantiate(node), "log_example")
     elif group == "method":
         m = METHODS[node["name"]]                  # every method option names a registered method ...
-        assert set(node) <= {"name", "num_draft_tokens", "schedule"}
+        assert set(node) <= {"name", "num_draft_tokens", "schedule", *m.options}   # ... and sets what it reads
         assert ("num_draft_tokens" in node) == m.uses_k       # ... and gives k exactly when the method takes one
     elif group == "decoding":
         from stairs_decoding.checks import check_decoding
@@ -238,8 +238,8 @@ def test_plan_cells_alpha_axis_and_per_method_overrides():
     # per-method α without a controlled draft would label identical runs with different α: refused
     with pytest.raises(HarnessError, match=r"sweep.per_method.stairs.alphas needs a controlled draft"):
         plan_cells(compose_cfg(["experiment=paper_scale_t5_large", "draft=t5_small_arch", "sweep.alphas=null"]))
-    with pytest.raises(HarnessError, match=r"sweep.per_method.stairs may set num_draft_tokens, alphas and "
-                                           r"schedule"):
+    with pytest.raises(HarnessError, match=r"sweep.per_method.stairs may set num_draft_tokens, alphas, schedule "
+                                           r"\(lists\) and the method options num_branches"):
         plan_cells(compose_cfg(["experiment=paper_scale_t5_large", "+sweep.per_method.stairs.ks=[2]"]))
     with pytest.raises(HarnessError, match=r"sweep.alphas must be a list, got 0.7"):
         plan_cells(compose_cfg(["experiment=paper_scale_t5_large", "sweep.alphas=0.7"]))
@@ -304,7 +304,7 @@ def test_smoke_end_to_end_and_resume(tmp_path, pair_dir, env):
     run_dir = tmp_path / "smoke"
     p = run(["experiment=smoke", "logger=none", f"hydra.run.dir={run_dir}", *pair_args(pair_dir)], env)
     assert p.returncode == 0, p.stderr[-3000:]
-    recs = check_run_dir(run_dir, 3, 8)        # greedy + 3 methods x 2 k + draft_greedy
+    recs = check_run_dir(run_dir, 3, 12)       # greedy + 5 methods x 2 k + draft_greedy
     assert "bound" in p.stdout and "time red. %" in p.stdout and str(run_dir) in p.stdout
     # drop the last 5 cells (+ a torn line): a resume recomputes exactly those
     text = (run_dir / "results.jsonl").read_text().splitlines(keepends=True)
@@ -312,7 +312,7 @@ def test_smoke_end_to_end_and_resume(tmp_path, pair_dir, env):
     p = run(["experiment=smoke", "logger=none", f"hydra.run.dir={run_dir}", "resume=true", *pair_args(pair_dir)],
             env)
     assert p.returncode == 0, p.stderr[-3000:]
-    again = check_run_dir(run_dir, 3, 8)
+    again = check_run_dir(run_dir, 3, 12)
     assert [(r["example_id"], r["method"], r["k"]) for r in again[:-5]] == \
         [(r["example_id"], r["method"], r["k"]) for r in recs[:-5]]
 
@@ -406,7 +406,7 @@ def test_smoke_with_wandb_offline(tmp_path, pair_dir, env):
     p = run(["experiment=smoke", "logger=wandb", f"hydra.run.dir={run_dir}", "task.num_examples=2",
              "sweep.num_draft_tokens=[2]", *pair_args(pair_dir)], e)
     assert p.returncode == 0, p.stderr[-3000:]
-    check_run_dir(run_dir, 2, 5)
+    check_run_dir(run_dir, 2, 7)
     assert "W&B" not in p.stderr or "failed" not in p.stderr, p.stderr[-2000:]
     runs = list((tmp_path / "wandb").rglob("offline-run-*"))
     assert runs, "no offline W&B run written"
@@ -517,7 +517,7 @@ def test_smoke_on_the_shipped_pair(tmp_path, env):
     run_dir = tmp_path / "shipped"
     p = run(["experiment=smoke", "logger=none", f"hydra.run.dir={run_dir}", "threads=1"], env)
     assert p.returncode == 0, p.stderr[-3000:]
-    check_run_dir(run_dir, 3, 8)
+    check_run_dir(run_dir, 3, 12)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import config as _config
 from .errors import HarnessError
-from .methods import METHODS, SCHEDULES
+from .methods import METHODS, OPTION_DEFAULTS, SCHEDULES
 from .models import check_available, check_pair_config, is_none_node, node_name
 from .records import Cell, Record
 from .run_files import CONFIG_FILE, RESULTS_FILE, write_summary
@@ -61,6 +61,9 @@ def check_controlled_draft(cfg: DictConfig):
     return alpha
 
 
+AXES = ("num_draft_tokens", "alphas", "schedule")      # sweep.per_method keys that are lists (axes of the cells)
+
+
 def _per_method(sweep, controlled) -> dict:
     per = sweep.get("per_method")
     per = OmegaConf.to_container(per, resolve=True) if per is not None else {}
@@ -68,14 +71,53 @@ def _per_method(sweep, controlled) -> dict:
         raise HarnessError(f"sweep.per_method must map method names to {{num_draft_tokens, alphas}}, got {per!r}")
     for name, own in per.items():
         where = f"sweep.per_method.{name}"
-        if not isinstance(own, dict) or set(own) - {"num_draft_tokens", "alphas", "schedule"}:
-            raise HarnessError(f"{where} may set num_draft_tokens, alphas and schedule (lists), got {own!r}")
+        if not isinstance(own, dict) or set(own) - set(AXES) - set(OPTION_DEFAULTS):
+            raise HarnessError(f"{where} may set {', '.join(AXES)} (lists) and the method options "
+                               f"{', '.join(OPTION_DEFAULTS)} (values), got {own!r}")
         if own.get("alphas") is not None and controlled is None:
             raise HarnessError(f"{where}.alphas needs a controlled draft (a draft node with alpha, e.g. "
                                "draft=controlled)")
         for key, value in own.items():
-            _list(value, f"{where}.{key}")
+            if key in AXES:
+                _list(value, f"{where}.{key}")
     return per
+
+
+def method_options(cfg: DictConfig, name: str) -> dict:
+    """The generate() options (methods.OPTION_DEFAULTS) set for method `name` in this run: the `method` node's when it
+    is that method (method=stairs_tree method.num_branches=2), then sweep.per_method.<name>'s; unset ones are left
+    out (the method's defaults apply)."""
+    given = {}
+    if cfg.get("method") is not None and cfg.method.get("name") == name:
+        given.update({o: cfg.method.get(o) for o in OPTION_DEFAULTS if cfg.method.get(o) is not None})
+    sweep = cfg.get("sweep")
+    own = sweep.get("per_method", {}).get(name) if sweep and sweep.get("per_method") else None
+    if own is not None:
+        given.update({o: own.get(o) for o in OPTION_DEFAULTS if own.get(o) is not None})
+    return given
+
+
+def cell_options(cfg: DictConfig, cell: Cell) -> dict:
+    """The options a cell's generate() call gets: the method's (`method_options`), schedule="confidence"'s threshold
+    only in its confidence cells."""
+    given = method_options(cfg, cell.method)
+    if cell.schedule != "confidence":
+        given.pop("confidence_threshold", None)
+    return given
+
+
+def check_options(cfg: DictConfig, cells: list[Cell]) -> None:
+    """Every option set for a method is one it reads, with a valid value, and applies to some cell of it."""
+    from .generation import validate_options
+
+    for name in dict.fromkeys(c.method for c in cells):
+        given = method_options(cfg, name)
+        schedules = {c.schedule for c in cells if c.method == name}
+        if "confidence_threshold" in given and "confidence" not in schedules:
+            raise HarnessError(f"{name}: confidence_threshold={given['confidence_threshold']!r} applies to "
+                               "schedule=confidence only, and no cell of it runs that schedule")
+        for schedule in schedules:
+            validate_options(METHODS[name], schedule, **cell_options(cfg, Cell(name, schedule=schedule)))
 
 
 def _axes(cfg: DictConfig) -> tuple[list, list, list, str, dict, str]:
@@ -118,7 +160,7 @@ def plan_cells(cfg: DictConfig) -> list[Cell]:
         m_ks = [_int(k, f"{where}: num_draft_tokens (k)", minimum=1) for k in own.get("num_draft_tokens", ks)] \
             if m.uses_k else [0]
         m_alphas = [None if a is None else _alpha(a, where) for a in own.get("alphas", alphas)] \
-            if m.speculative else [None]
+            if m.speculative and m.needs_draft else [None]        # α is the draft's: not an axis of lookup
         if schedules[0] not in m.schedules and where == "method":
             raise HarnessError(f"method {name!r} does not support schedule={schedules[0]!r} (it supports: "
                                f"{', '.join(m.schedules)})")
@@ -129,6 +171,7 @@ def plan_cells(cfg: DictConfig) -> list[Cell]:
                     if cell not in cells:
                         cells.append(cell)
     temperatures = check_decoding(cfg, methods)
+    check_options(cfg, cells)
     return [replace(c, batch_size=b, temperature=t) for t in temperatures for b in batch_sizes for c in cells]
 
 

@@ -16,7 +16,9 @@ _NOT_GREEDY = {"num_beams": 1, "num_return_sequences": 1, "penalty_alpha": None}
 
 def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft_tokens: int = 4,
              max_new_tokens: int = 64, attention_mask=None, eos_token_id=None, schedule: str = "constant",
-             ignore_eos: bool = False, generation_config=None, **kwargs) -> GenerationResult:
+             ignore_eos: bool = False, generation_config=None, num_branches: int | None = None,
+             max_ngram: int | None = None, min_ngram: int | None = None, confidence_threshold: float | None = None,
+             **kwargs) -> GenerationResult:
     """Greedy generation (or sampling) with `method`; every method returns what `target.generate(do_sample=False)`
     returns, and with do_sample=True a sample of what `target.generate(do_sample=True)` samples (speculative
     sampling: the same distribution; methods/_speculative.py).
@@ -25,16 +27,24 @@ def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft
         target, draft: loaded transformers models, both encoder-decoder or both decoder-only.
         input_ids: LongTensor [batch, seq] — encoder input, or the prompt of a decoder-only model
             (padded rows need `attention_mask`; any padding side).
-        method: a name in `methods.METHODS` (greedy, stairs, stairs_cached, hf_assisted, draft_greedy, hf_greedy).
-        num_draft_tokens: k, draft tokens proposed per round (the paper's "assistant batch size").
+        method: a name in `methods.METHODS` (greedy, stairs, stairs_cached, lookup, stairs_tree, hf_assisted,
+            hf_assisted_default, draft_greedy, hf_greedy).
+        num_draft_tokens: k, draft tokens proposed per round (the paper's "assistant batch size"); for lookup and
+            the lookup branches of stairs_tree, the most tokens a match proposes.
         max_new_tokens: new tokens per row at most.
         eos_token_id: int or list; default: the target's generation config.
         schedule: "constant" k; "heuristic" (+2 after a fully accepted round, −1 otherwise); "confidence" (a
-            round stops drafting once the draft's top probability is below 0.4 in every running row); "auto"
+            round stops drafting once the draft's top probability is below `confidence_threshold` in every running
+            row; hf_assisted: transformers' assistant_confidence_threshold); "auto"
             (speculate, or run plain greedy steps, whichever this process measured faster for calls of this shape:
-            methods/_auto.py; reported in stats.fallback_round). All but "constant": stairs and stairs_cached only.
+            methods/_auto.py; reported in stats.fallback_round). Each method's `Method.schedules` says which it takes.
             With a batch, every row keeps its own accepted drafts where the models allow it (stats.ragged).
         ignore_eos: generate exactly `max_new_tokens` tokens (benchmarks on random-weight models).
+        num_branches: stairs_tree's candidate continuations per round and row (default 3; 1 = stairs_cached).
+        max_ngram, min_ngram: the n-gram sizes the source lookup matches, longest first (lookup, stairs_tree;
+            default 2 and 1).
+        confidence_threshold: schedule="confidence"'s stopping probability (default 0.4).
+        Each option is refused by a method that does not read it (methods.Method.options).
         generation_config, **kwargs: generation settings as for `model.generate`. The target's own
             generation_config applies (a checkpoint's forced_bos_token_id, bad_words_ids, ...), then these;
             the settings that change greedy output (`settings.GREEDY_SETTINGS`: forced BOS/EOS, no_repeat_ngram_size,
@@ -46,7 +56,9 @@ def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft
             RNG (`torch.manual_seed` makes a call reproducible). Methods with `Method.sampling` only.
     """
     greedy_settings = _check_kwargs(kwargs)
-    _check_args(target, draft, input_ids, attention_mask, method, num_draft_tokens, max_new_tokens, schedule)
+    options = _check_args(target, draft, input_ids, attention_mask, method, num_draft_tokens, max_new_tokens, schedule,
+                          dict(num_branches=num_branches, max_ngram=max_ngram, min_ngram=min_ngram,
+                               confidence_threshold=confidence_threshold))
     if greedy_settings.get("do_sample") and not methods.METHODS[method].sampling:
         _fail(f"do_sample=True: {method!r} decodes greedily only; sampling methods: "
               f"{', '.join(m.name for m in methods.METHODS.values() if m.sampling)}")
@@ -70,7 +82,7 @@ def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft
         t0 = clock()
         tokens = methods.METHODS[method].run(target, draft, input_ids, attention_mask, k=num_draft_tokens,
                                              max_new_tokens=max_new_tokens, schedule=schedule, settings=settings,
-                                             stats=stats, clock=clock)
+                                             stats=stats, clock=clock, options=options)
         stats.total_seconds = clock() - t0
     return GenerationResult(tokens=tokens, stats=stats)
 
@@ -107,7 +119,29 @@ def _check_kwargs(kwargs: dict) -> dict:
     return settings
 
 
-def _check_args(target, draft, input_ids, attention_mask, method, k, max_new_tokens, schedule) -> None:
+def validate_options(spec, schedule: str, **given) -> dict:
+    """The method's options (methods.OPTION_DEFAULTS), each checked; one the method does not read is refused."""
+    for name, value in given.items():
+        if value is None:
+            continue
+        if name not in spec.options:
+            takers = [m.name for m in methods.METHODS.values() if name in m.options]
+            _fail(f"{name}={value!r} does not apply to method {spec.name!r} (it applies to: {', '.join(takers)})")
+        if name == "confidence_threshold":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+                _fail(f"confidence_threshold must be a probability in (0, 1), got {value!r}")
+            if schedule != "confidence":
+                _fail(f"confidence_threshold={value!r} applies to schedule='confidence' only (got {schedule!r})")
+        elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            _fail(f"{name} must be an integer >= 1, got {value!r}")
+    options = spec.option_values(given)
+    if "min_ngram" in options and options["min_ngram"] > options["max_ngram"]:
+        _fail(f"min_ngram={options['min_ngram']} is larger than max_ngram={options['max_ngram']}")
+    return options
+
+
+def _check_args(target, draft, input_ids, attention_mask, method, k, max_new_tokens, schedule, options) -> dict:
+    """Every argument, before any model runs; returns the method's options (defaults filled in)."""
     if method not in methods.METHODS:
         _fail(f"unknown method {method!r}; valid methods: {', '.join(methods.METHODS)}")
     spec = methods.METHODS[method]
@@ -119,6 +153,7 @@ def _check_args(target, draft, input_ids, attention_mask, method, k, max_new_tok
         _fail(f"unknown schedule {schedule!r}; valid schedules: {', '.join(methods.SCHEDULES)}")
     if schedule not in spec.schedules:
         _fail(f"schedule={schedule!r} is not supported by {method!r} (it supports: {', '.join(spec.schedules)})")
+    options = validate_options(spec, schedule, **options)
     if not torch.is_tensor(input_ids) or input_ids.dim() != 2:
         _fail("input_ids must be a 2-D LongTensor [batch, seq]")
     if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
@@ -156,6 +191,7 @@ def _check_args(target, draft, input_ids, attention_mask, method, k, max_new_tok
                       f"{limit} positions")
         elif limit is not None and length > limit:
             _fail(f"prompt has {length} tokens but the {name} accepts at most {limit}")
+    return options
 
 
 def _max_positions(config) -> int | None:

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import cli, timing
 from . import config as _config
-from .checks import plan, portable
+from .checks import cell_options, plan, portable
 from .generation import generate
 from .methods import METHODS
 from .models import (build_model, check_pair_models, is_none_node, load_tokenizer, node_name, resolve_device,
@@ -133,7 +133,16 @@ class Runner:
         return timing.timed(lambda: generate(
             self.pair.target, ids, attention_mask=mask, draft=self.pair.draft, method=cell.method,
             num_draft_tokens=max(cell.k, 1), max_new_tokens=max_new_tokens or int(self.cfg.task.max_new_tokens),
-            schedule=cell.schedule, ignore_eos=bool(self.cfg.get("ignore_eos", False)), **sampling), self.device)
+            schedule=cell.schedule, ignore_eos=bool(self.cfg.get("ignore_eos", False)), **sampling,
+            **cell_options(self.cfg, cell)), self.device)
+
+    def options(self, cell: Cell) -> dict | None:
+        """The method options a cell ran with, defaults included (None for a method without options)."""
+        spec = METHODS[cell.method]
+        values = spec.option_values(cell_options(self.cfg, cell))
+        if cell.schedule != "confidence":
+            values.pop("confidence_threshold", None)
+        return values or None
 
     def set_reference(self, tokens: list[int], example_seed: int) -> None:
         """The target's greedy tokens of the example, for the controlled draft (no-op without one)."""
@@ -280,7 +289,8 @@ def run_batch(runner: Runner, cells: list[Cell], batch: list[dict], index: int, 
                 _warn(f"WARNING: {cell.label} output differs from greedy on example {ex['id']} "
                       f"({len(tokens)} vs {len(ref)} tokens)")
             record = Record.of(res, seconds, cell, ex, index=index * cell.batch_size + row, order=pos,
-                               output=runner.text(tokens), matches=matches, run=run_info, row=row, batch_id=batch_id)
+                               output=runner.text(tokens), matches=matches, run=run_info, row=row, batch_id=batch_id,
+                               options=runner.options(cell))
             writer.write(record)
             out.append(record)
     return out

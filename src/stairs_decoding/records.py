@@ -7,9 +7,9 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 
-SCHEMA = 4          # 1: records written before the schema was versioned (no alpha_requested, no schema field);
+SCHEMA = 5          # 1: records written before the schema was versioned (no alpha_requested, no schema field);
                     # 2: before batches (no batch_size, batch_id, batch_seconds, ragged, fallback_round);
-                    # 3: before sampling (no temperature)
+                    # 3: before sampling (no temperature); 4: before method options (no options, branches)
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,13 @@ class Record:
     ragged: bool | None = None          # rows advanced each by its own accepted length (per-row acceptance)
     fallback_round: int | None = None   # schedule=auto: where the call fell back to greedy (stats.DecodingStats)
     temperature: float = 0.0            # 0 = greedy; else sampled at this temperature (do_sample=True)
+    options: dict | None = None         # the method's options (methods.OPTION_DEFAULTS), defaults included
+    branches: list = field(default_factory=list)   # stairs_tree: branches verified per row, each round
     schema: int = SCHEMA
 
     @classmethod
     def of(cls, result, seconds: float, cell: Cell, example: dict, *, index: int, order: int, output, matches,
-           run: dict, row: int = 0, batch_id: str | None = None) -> "Record":
+           run: dict, row: int = 0, batch_id: str | None = None, options: dict | None = None) -> "Record":
         """The record of row `row` of one `generate()` result (`run`: model, draft, task, device, dtype of the run;
         `seconds`: the call's time). With a batch, times and call counts are the call's, divided by its rows;
         tokens, accepted drafts and rejections are the row's own."""
@@ -104,7 +106,8 @@ class Record:
                    output=output, reference=example.get("reference"), matches_greedy=matches,
                    timestamp=time.time(), batch_size=cell.batch_size, batch_id=batch_id,
                    batch_seconds=seconds if n > 1 else None, ragged=st.ragged if n > 1 else None,
-                   fallback_round=st.fallback_round, temperature=float(cell.temperature), **run)
+                   fallback_round=st.fallback_round, temperature=float(cell.temperature), options=options,
+                   branches=list(st.branches), **run)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Record":

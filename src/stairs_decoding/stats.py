@@ -36,6 +36,9 @@ class DecodingStats:
     rejections: int = 0
     row_accepted: list[list[int]] = field(default_factory=list)
     row_rejections: list[int] = field(default_factory=list)
+    branches: list[int] = field(default_factory=list)     # stairs_tree: branches verified per row, each round
+    branch_wins: dict = field(default_factory=dict)       # stairs_tree: row-rounds a branch other than the
+    #                                                       draft's won, by kind ("lookup", "runner_up")
     ragged: bool = False                  # rows advanced each by its own accepted length
     fallback_round: int | None = None     # schedule="auto": None = speculated to the end, 0 = greedy from the start,
     #                                       r = fell back to greedy after round r (methods/_auto.py)

@@ -72,21 +72,28 @@ def time_reduction(speedup: float) -> float:
 def _cell_row(method: str, k: int, alpha_req, recs: list[Record], greedy_s: dict, greedy_out: dict,
               c: float, c_ci: tuple) -> dict:
     spec = METHODS[method].speculative if method in METHODS else False
+    drafted_by_model = method in METHODS and METHODS[method].needs_draft
+    # The bound's cost ratio: the measured c, or 0 for proposals without a draft model (lookup: no draft time).
+    c_b, c_ci_b = (c, c_ci) if drafted_by_model else (0.0, (0.0, 0.0))
     units = _units(recs, greedy_s, spec)
     t_m, t_g = sum(units.get("method", [])), sum(units.get("greedy", []))
     total = sum(r.seconds for r in recs)
     accepted = [a for r in recs for a in r.accepted]
     alpha = metrics.acceptance_rate(accepted, sum(r.rejections for r in recs)) if spec else math.nan
-    bound = metrics.speedup_bound(alpha, c, k) if spec else (1.0 if method == "greedy" else math.nan)
+    bound = metrics.speedup_bound(alpha, c_b, k) if spec else (1.0 if method == "greedy" else math.nan)
     speedup = t_g / t_m if units and t_m > 0 else math.nan
     ci = paired_ratio_ci(units.get("greedy", []), units.get("method", []),
                          accepted=units.get("accepted") if spec else None,
                          rejections=units.get("rejections") if spec else None,
                          bound=(lambda a, cc: metrics.speedup_bound(a, cc, k)) if spec else None,
-                         c=c, c_ci=c_ci)
+                         c=c_b, c_ci=c_ci_b)
     tok_ci = paired_ratio_ci(units.get("tokens", []), units.get("method", []))["ratio"]
     first = recs[0]
     raggeds = [r.ragged for r in recs if r.ragged is not None and spec]
+    calls = {}                                             # one generate() call's target calls, once per call
+    for r in recs:
+        calls[r.batch_id or r.example_id] = r.target_calls
+    drafted = [d for r in recs for d in r.drafted] if spec else []
     return {
         "method": method, "k": k, **timing.summarize([r.seconds for r in recs]),
         "tokens_per_s": sum(r.new_tokens for r in recs) / total if total > 0 else math.nan,
@@ -99,15 +106,20 @@ def _cell_row(method: str, k: int, alpha_req, recs: list[Record], greedy_s: dict
         "time_reduction_pct": time_reduction(speedup),
         "speedup": speedup,
         "mean_accepted": statistics.fmean(accepted) if accepted else math.nan,
+        "mean_drafted": statistics.fmean(drafted) if drafted else math.nan,     # proposed per round (schedules)
+        "tokens_per_target_call": (sum(r.new_tokens for r in recs) / sum(calls.values())
+                                   if sum(calls.values()) else math.nan),
+        "options": ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in sorted((first.options or {}).items())) or None,
         "alpha": alpha,
-        "cost_ratio_c": c if method in METHODS and METHODS[method].needs_draft else math.nan,
+        "cost_ratio_c": c if drafted_by_model else math.nan,     # the run's draft; lookup's bound uses 0
         "bound_speedup": bound,
         "achieved_over_bound": speedup / bound if bound and not math.isnan(bound) else math.nan,
         **_quality(recs, greedy_out),
         "model": first.model, "draft": first.draft,          # the run's pair, on every row (greedy's too)
         "task": first.task, "device": first.device,
         "alpha_requested": alpha_req,
-        "bound_speedup_requested_alpha": (metrics.speedup_bound(alpha_req, c, k) if spec and alpha_req is not None
+        "bound_speedup_requested_alpha": (metrics.speedup_bound(alpha_req, c_b, k) if spec and alpha_req is not None
                                           else math.nan),
         "target_s_per_ex": statistics.fmean(r.target_seconds for r in recs),
         "draft_s_per_ex": statistics.fmean(r.draft_seconds for r in recs),
@@ -119,7 +131,8 @@ def _cell_row(method: str, k: int, alpha_req, recs: list[Record], greedy_s: dict
         "time_reduction_ci95_high": time_reduction(ci["ratio"][1]),
         "alpha_ci95_low": ci["alpha"][0], "alpha_ci95_high": ci["alpha"][1],
         "bound_ci95_low": ci["bound"][0], "bound_ci95_high": ci["bound"][1],
-        "cost_ratio_ci95_low": c_ci[0] if spec else math.nan, "cost_ratio_ci95_high": c_ci[1] if spec else math.nan,
+        "cost_ratio_ci95_low": c_ci[0] if drafted_by_model and spec else math.nan,
+        "cost_ratio_ci95_high": c_ci[1] if drafted_by_model and spec else math.nan,
         "above_bound": bool(spec and ci["ratio"][0] > ci["bound"][1]),
     }
 

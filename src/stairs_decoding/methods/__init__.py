@@ -3,9 +3,9 @@ and the tests. A new method is its own module plus one `register(Method(...))` l
 over `METHODS`, so it is tested from then on.
 
 A descriptor's `module` is the method's code. Our own methods' modules define `run(target_state, draft_state, seq,
-*, k, schedule, stats)` over the shared decoding state (methods/_engine.py builds it); a method that drives
-transformers itself (hf_assisted, hf_greedy) defines `generate_run(target, draft, input_ids, attention_mask, *, k,
-max_new_tokens, schedule, settings, stats, clock)` instead. `Method.run` is that call either way, and returns the new
+*, k, schedule, stats, options, encoder_inputs)` over the shared decoding state (methods/_engine.py builds it); a
+method that drives transformers itself (hf_assisted, hf_greedy) defines `generate_run(target, draft, input_ids,
+attention_mask, *, k, max_new_tokens, schedule, settings, stats, clock, options)` instead. `Method.run` is that call either way, and returns the new
 tokens of each row; `generate()` has validated the arguments against the descriptor first.
 """
 from __future__ import annotations
@@ -13,8 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import draft_greedy, greedy, hf_assisted, hf_assisted_default, hf_greedy, stairs, stairs_cached
+from . import (draft_greedy, greedy, hf_assisted, hf_assisted_default, hf_greedy, lookup, stairs, stairs_cached,
+               stairs_tree)
 from ._engine import engine_run
+
+# Options of `generate()` that some methods read (`Method.options`), with their defaults: the branches of a
+# stairs_tree round, the n-gram sizes of the source lookup (lookup, stairs_tree), and the draft's probability below
+# which schedule="confidence" stops drafting (transformers' default assistant_confidence_threshold).
+OPTION_DEFAULTS = {"num_branches": 3, "max_ngram": 2, "min_ngram": 1, "confidence_threshold": 0.4}
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,7 @@ class Method:
     schedules: tuple[str, ...] = ("constant",)
     batch: bool = True                    # batch size > 1 accepted
     sampling: bool = False                # do_sample=True supported (speculative sampling for the speculative ones)
+    options: tuple[str, ...] = ()         # the OPTION_DEFAULTS it reads (others given to generate() are refused)
     label: str = ""                       # legend label in figures
     color: str = "#555555"
     marker: str = "o"
@@ -38,6 +45,11 @@ class Method:
     def run(self) -> Callable:
         own = getattr(self.module, "generate_run", None)
         return own if own is not None else (lambda *args, **kw: engine_run(self, *args, **kw))
+
+    def option_values(self, given: dict) -> dict:
+        """Every option this method reads: `given` (not None) over OPTION_DEFAULTS."""
+        return {name: given.get(name) if given.get(name) is not None else OPTION_DEFAULTS[name]
+                for name in self.options}
 
 
 METHODS: dict[str, Method] = {}
@@ -55,14 +67,25 @@ register(Method("greedy", greedy, "the target alone, KV cache, one decoder call 
 register(Method("stairs", stairs, "the paper's stairs batch: k+1 prefixes verified in one uncached forward",
                 needs_draft=True, uses_k=True, speculative=True,
                 schedules=("constant", "heuristic", "confidence", "auto"), sampling=True,
-                label="stairs (paper)", color="#1f77b4", marker="o"))
+                options=("confidence_threshold",), label="stairs (paper)", color="#1f77b4", marker="o"))
 register(Method("stairs_cached", stairs_cached, "ours: one causal row of k+1 tokens through persistent "
                 "KV caches, rolled back after each round", needs_draft=True, uses_k=True, speculative=True,
-                schedules=("constant", "heuristic", "confidence", "auto"), sampling=True, label="stairs_cached (ours)",
-                color="#2ca02c", marker="s"))
+                schedules=("constant", "heuristic", "confidence", "auto"), sampling=True,
+                options=("confidence_threshold",), label="stairs_cached (ours)", color="#2ca02c", marker="s"))
+register(Method("lookup", lookup, "ours: no draft model; n-gram lookup in the source (encoder input or prompt) and "
+                "the output so far proposes up to k tokens, verified as in stairs_cached", uses_k=True,
+                speculative=True, options=("max_ngram", "min_ngram"), label="lookup (ours, no draft)",
+                color="#17becf", marker="*"))
+register(Method("stairs_tree", stairs_tree, "ours: one target call verifies several branches as rows of a batch "
+                "(the draft's continuation, source lookups, the draft's runner-up tokens); the longest verified "
+                "wins and its cache row is kept", needs_draft=True, uses_k=True, speculative=True,
+                schedules=("constant", "heuristic", "confidence"),
+                options=("num_branches", "max_ngram", "min_ngram", "confidence_threshold"),
+                label="stairs_tree (ours)", color="#e377c2", marker="h"))
 register(Method("hf_assisted", hf_assisted, "Hugging Face assisted generation, target.generate("
                 "assistant_model=draft), constant k", needs_draft=True, uses_k=True, speculative=True, batch=False,
-                sampling=True, label="HF assisted (transformers)", color="#d62728", marker="^"))
+                schedules=("constant", "confidence"), sampling=True, options=("confidence_threshold",),
+                label="HF assisted (transformers)", color="#d62728", marker="^"))
 register(Method("hf_assisted_default", hf_assisted_default, "Hugging Face assisted generation with transformers' "
                 "defaults (confidence stop 0.4, no decoder mask), k set on the draft's generation_config",
                 needs_draft=True, uses_k=True, speculative=True, batch=False,
@@ -87,4 +110,4 @@ def speculative() -> list[str]:
     return [m.name for m in METHODS.values() if m.speculative]
 
 
-__all__ = ["METHODS", "Method", "SCHEDULES", "get", "register", "speculative"]
+__all__ = ["METHODS", "Method", "OPTION_DEFAULTS", "SCHEDULES", "get", "register", "speculative"]

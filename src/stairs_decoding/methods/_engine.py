@@ -8,7 +8,7 @@ from ._state import ModelState, Sequence, ragged_unsupported
 
 
 def engine_run(method, target, draft, input_ids, attention_mask, *, k, max_new_tokens, schedule, settings, stats,
-               clock):
+               clock, options):
     """Run registry entry `method` (its module's `run`) on our engine; returns the new tokens of each row."""
     module = method.module
     uses_target, uses_draft = method.uses_target, method.needs_draft
@@ -38,7 +38,8 @@ def engine_run(method, target, draft, input_ids, attention_mask, *, k, max_new_t
     shared = tstate is not None and tstate.enc_dec and uses_draft and draft.get_encoder() is target.get_encoder()
     dstate = (ModelState(draft, enc_input, attention_mask, clock, rollback=rolls_back,
                          encoder_outputs=tstate.encoder_outputs if shared else None) if uses_draft else None)
-    module.run(tstate, dstate, seq, k=k, schedule=schedule, stats=stats)
+    module.run(tstate, dstate, seq, k=k, schedule=schedule, stats=stats, options=options,
+               encoder_inputs=(input_ids, attention_mask) if enc_dec else None)
 
     tokens = seq.outputs()
     stats.new_tokens = sum(len(t) for t in tokens)

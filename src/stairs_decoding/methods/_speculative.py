@@ -14,7 +14,7 @@ is the same code in both modes.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -25,20 +25,30 @@ from ._state import ModelState, Sequence
 Verify = Callable[[ModelState, Sequence, torch.Tensor], torch.Tensor]   # -> logits [B, len(drafts)+1, V]
 Update = Callable[[ModelState, ModelState, Sequence], None]
 
-# schedule="confidence": a round's drafting stops once the draft's probability of its newest token is below this in
-# every running row (transformers' default assistant_confidence_threshold); k is the cap.
-CONFIDENCE = 0.4
+
+class Proposal(NamedTuple):
+    """One round's proposals: `drafts` [B, m]; with sampling the draft's distributions `q` [B, m, V] they were drawn
+    from; `lengths` [B] where rows proposed different numbers of tokens (drafts past a row's length are filler,
+    never counted as accepted); with `alternatives`, the draft's runner-up token and its top probability at each
+    position, [B, m] each (stairs_tree's branches)."""
+
+    drafts: torch.Tensor
+    q: torch.Tensor | None = None
+    lengths: torch.Tensor | None = None
+    second: torch.Tensor | None = None
+    confidence: torch.Tensor | None = None
 
 
-def propose(draft: ModelState, seq: Sequence, k: int,
-            threshold: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def propose(draft: ModelState, seq: Sequence, k: int, threshold: float | None = None,
+            alternatives: bool = False, covered: Callable[[torch.Tensor], bool] | None = None) -> Proposal:
     """The draft's greedy (or sampled) continuation of the committed tokens, [B, ≤k], and with sampling the draft's
-    distributions q it drew them from, [B, ≤k, V] (None when greedy); stops early once every running
-    row has drafted EOS (nothing after it could be kept), and with a `threshold` once every running row's newest
-    draft token had a draft probability below it (transformers' assistant_confidence_threshold, per batch)."""
+    distributions q it drew them from, [B, ≤k, V]; stops early once every running row has drafted EOS (nothing
+    after it could be kept), with a `threshold` once every running row's newest draft token had a draft
+    probability below it (transformers' assistant_confidence_threshold, per batch), and once `covered(drafts)`
+    says that another proposal already continues every row's drafts (stairs_tree's lookups)."""
     batch = seq.tokens.shape[0]
     drafts = seq.tokens.new_empty(batch, 0)
-    probs = []
+    probs, seconds, tops = [], [], []
     ended = seq.finished.clone()
     for _ in range(k):
         scores = seq.settings(seq.tokens, draft.step(seq, drafts)[:, -1], drafts)
@@ -48,13 +58,20 @@ def propose(draft: ModelState, seq: Sequence, k: int,
         drafts = torch.cat([drafts, token], dim=1)
         if seq.eos_ids is not None:
             ended |= torch.isin(token[:, 0], seq.eos_ids)
-        if threshold is not None:
-            unsure = scores.float().softmax(-1).amax(-1) < threshold
-            if bool((unsure | ended).all()):
+        if threshold is not None or alternatives:
+            p = scores.float().softmax(-1)
+            if alternatives:
+                top = p.topk(2, dim=-1)
+                tops.append(top.values[:, 0])
+                seconds.append(top.indices[:, 1])
+            if threshold is not None and bool(((p.amax(-1) < threshold) | ended).all()):
                 break
-        elif seq.eos_ids is not None and bool(ended.all()):
+        if threshold is None and seq.eos_ids is not None and bool(ended.all()):
             break
-    return drafts, (torch.stack(probs, dim=1) if probs else None)
+        if covered is not None and covered(drafts):
+            break
+    return Proposal(drafts, torch.stack(probs, dim=1) if probs else None, None,
+                    torch.stack(seconds, dim=1) if seconds else None, torch.stack(tops, dim=1) if tops else None)
 
 
 def speculative_sample(drafts: torch.Tensor, q: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -94,27 +111,32 @@ def agreement(drafts: torch.Tensor, preds: torch.Tensor) -> torch.Tensor:
     return (drafts == preds[:, :k]).int().cumprod(dim=1).sum(dim=1)
 
 
-def accept(seq: Sequence, drafts: torch.Tensor, preds: torch.Tensor, stats: DecodingStats) -> bool:
+def accept(seq: Sequence, drafts: torch.Tensor, preds: torch.Tensor, stats: DecodingStats,
+           lengths: torch.Tensor | None = None) -> bool:
     """Commit each running row's agreed drafts and the target's next token (`Sequence.append_rows`: every row its
     own count when the batch is ragged, else the minimum over running rows, which keeps every row exact and has a
-    row that agreed further confirm those tokens again next round). Records the round's statistics, per row and
-    for the batch; returns whether every running row agreed with all its drafts."""
+    row that agreed further confirm those tokens again next round). `lengths` [B]: how many of each row's drafts
+    were proposed (the rest is filler, never kept); default all. Records the round's statistics, per row and for
+    the batch; returns whether every running row agreed with all its drafts."""
     k = drafts.shape[1]
     agree = agreement(drafts, preds)
+    if lengths is not None:
+        agree = torch.minimum(agree, lengths)
+    proposed = lengths if lengths is not None else torch.full_like(agree, k)
     running = ~seq.finished
-    all_agreed = bool((agree[running] == k).all())
+    all_agreed = bool((agree[running] == proposed[running]).all())
     used = agree if seq.ragged else agree[running].min().expand_as(agree)
     advanced = seq.append_rows(preds, used + 1, used)
     rejected = 0
-    for b, ran, e, a, u in zip(seq.rows.tolist(), running.tolist(), seq.emitted.tolist(), agree.tolist(),
-                               used.tolist()):
+    for b, ran, e, a, u, n in zip(seq.rows.tolist(), running.tolist(), seq.emitted.tolist(), agree.tolist(),
+                                  used.tolist(), proposed.tolist()):
         if ran:
             stats.row_accepted[b].append(e - 1)
-            disagreed = int(a == u < k and e == u + 1)   # not EOS, the length limit, or another row's
+            disagreed = int(a == u < n and e == u + 1)   # not EOS, the length limit, or another row's
             rejected += disagreed
             stats.row_rejections[b] += disagreed
     stats.accepted.append(advanced - 1)
-    stats.drafted.append(k)
+    stats.drafted.append(int(proposed[running].max()))        # (accept runs while a row is running)
     stats.rejections += rejected
     return all_agreed
 
@@ -127,23 +149,31 @@ def next_k(k: int, accepted_all: bool, schedule: str) -> int:
     return k
 
 
-def run_rounds(target: ModelState, draft: ModelState, seq: Sequence, *, k: int, schedule: str,
-               verify: Verify, update: Update, stats: DecodingStats) -> None:
+Propose = Callable[[Sequence, int], Proposal]      # (committed tokens, k) -> this round's proposals
+
+
+def run_rounds(target: ModelState, draft: ModelState | None, seq: Sequence, *, k: int, schedule: str,
+               verify: Verify, update: Update, stats: DecodingStats, threshold: float | None = None,
+               proposer: Propose | None = None) -> None:
+    """The rounds of a speculative method until every row is done. The draft model proposes (stopping below
+    `threshold` with schedule="confidence"), unless a `proposer` does (lookup: no draft model)."""
     policy = AutoPolicy(target, draft, seq, k, verify.__module__) if schedule == "auto" else None
     if policy is not None and not policy.start(seq, stats):
         return
     while not seq.done:
         k_round = min(k, seq.remaining - 1)           # more drafts than tokens left could never be kept
-        drafts, q = propose(draft, seq, k_round, CONFIDENCE if schedule == "confidence" else None)
-        drafts = drafts.to(seq.tokens.device)
+        prop = proposer(seq, k_round) if proposer is not None else \
+            propose(draft, seq, k_round, threshold if schedule == "confidence" else None)
+        drafts = prop.drafts.to(seq.tokens.device)
         logits = verify(target, seq, drafts)          # [B, len(drafts)+1, V]
         scores = seq.settings.positions(seq.tokens, drafts, logits)
-        preds = speculative_sample(drafts, q, scores) if seq.settings.sampling else scores.argmax(-1)
-        all_agreed = accept(seq, drafts, preds, stats)
+        preds = speculative_sample(drafts, prop.q, scores) if seq.settings.sampling else scores.argmax(-1)
+        all_agreed = accept(seq, drafts, preds, stats, prop.lengths)
         update(target, draft, seq)
         keep = seq.drop_finished()
         target.select(keep)
-        draft.select(keep)
+        if draft is not None:
+            draft.select(keep)
         k = next_k(k, all_agreed and drafts.shape[1] == k_round, schedule)
     if policy is not None:
         policy.finish(stats)

@@ -8,6 +8,7 @@ draft is one `rollback()`.
 """
 from __future__ import annotations
 
+import copy
 import inspect
 
 import torch
@@ -250,6 +251,7 @@ class ModelState:
         self.seconds = 0.0
         self._keep_arg = "logits_to_keep" in inspect.signature(model.forward).parameters
         self._expanded: dict[int, tuple] = {}
+        self._branches = 1              # rows per input row while step_branches' cache holds every branch
         self.layout = 0                 # the Sequence layout its cache is aligned with (Sequence.layout)
         if self.enc_dec:
             self.encoder_mask = attention_mask
@@ -310,10 +312,12 @@ class ModelState:
         elif self._sliding and self.cache_len:
             self.cache.crop(0)
 
-    def realign(self, seq: Sequence) -> None:
+    def realign(self, seq: Sequence, valid: torch.Tensor | None = None) -> None:
         """Shift each row of the KV cache as `seq.append_rows` shifted the committed rows (right by shift[b],
         masked pads on the left), keeping per row only what matches its committed tokens; all rows are cut to the
-        shortest such length (the rest is fed again). A no-op when the rows were not shifted."""
+        shortest such length (the rest is fed again). A no-op when the rows were not shifted. `valid` [B]: how many
+        of each row's new tokens this model's cache holds correctly, when not the accepted drafts (a draft whose
+        own branch lost in stairs_tree)."""
         if seq.last_shift is None or self.layout == seq.layout:
             return
         if not self.cache_len:
@@ -322,7 +326,8 @@ class ModelState:
         if seq.layout != self.layout + 1:
             raise RuntimeError("realign() must follow every append_rows() that shifted rows")
         self.layout = seq.layout
-        shift, old, valid, moved = seq.last_shift
+        shift, old, accepted, moved = seq.last_shift
+        valid = accepted if valid is None else torch.where(moved, valid, 0)
         ends = torch.minimum(old + valid, torch.full_like(valid, self.cache_len)) + shift
         new_len = int(ends[moved].min()) if bool(moved.any()) else self.cache_len
         idx = torch.arange(new_len, device=shift.device).unsqueeze(0) - shift.unsqueeze(1)
@@ -337,6 +342,36 @@ class ModelState:
             layer.keys = keys.gather(2, index)
             layer.values = layer.values.gather(2, index)
         self.cache_len = new_len
+
+    # -- several branches per row (stairs_tree) -------------------------------------------------
+    def step_branches(self, seq: Sequence, candidates: torch.Tensor) -> torch.Tensor:
+        """Feed what this model has not seen of the committed tokens, then each of r candidate continuations as a
+        row of its own: candidates [B, r, m] → logits [B, r, m+1, V] (after the last committed token and after each
+        candidate position). The cache then holds B·r rows, one per branch, until `keep_branches` keeps one per
+        input row (the encoder output is shared, expanded like the paper's stairs rows)."""
+        batch, r, m = candidates.shape
+        rows = copy.copy(seq)                       # the committed rows, each repeated r times
+        rows.tokens = seq.tokens.repeat_interleave(r, 0)
+        rows.mask = None if seq.mask is None else seq.mask.repeat_interleave(r, 0)
+        rows.pad_offset = None if seq.pad_offset is None else seq.pad_offset.repeat_interleave(r, 0)
+        if self.cache_len:
+            self.cache.batch_repeat_interleave(r)
+        own = (self.encoder_outputs, self.encoder_mask) if self.enc_dec else None
+        if self.enc_dec:
+            self.encoder_outputs, self.encoder_mask = self._expand_encoder(r)
+        try:
+            logits = self.step(rows, candidates.reshape(batch * r, m), keep=m + 1)
+        finally:
+            if own is not None:
+                self.encoder_outputs, self.encoder_mask = own
+        self._branches = r
+        return logits.view(batch, r, m + 1, -1)
+
+    def keep_branches(self, winner: torch.Tensor) -> None:
+        """After `step_branches`: keep branch winner[b] of each input row b (its cache row; no recompute)."""
+        index = torch.arange(winner.shape[0], device=winner.device) * self._branches + winner
+        self.cache.batch_select_indices(_on(index, self.device))
+        self._branches = 1
 
     def select(self, keep: torch.Tensor | None) -> None:
         """Keep only the batch rows `keep` (after `Sequence.drop_finished`; None: nothing to do)."""

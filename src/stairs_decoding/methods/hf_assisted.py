@@ -52,17 +52,18 @@ class _Meter:
 
 
 @contextlib.contextmanager
-def _assistant_settings(draft, k: int, *, defaults: bool = False):
+def _assistant_settings(draft, k: int, *, defaults: bool = False, confidence: float | None = None):
     """k where transformers 5.x reads it (the assistant's generation_config; `num_assistant_tokens` passed to
-    `target.generate()` has no effect there). Ours: constant schedule and no confidence stop; `defaults`: k alone,
-    transformers' defaults for the rest. Restored afterwards (transformers also persists a threshold it adapts)."""
+    `target.generate()` has no effect there). Ours: constant schedule and no confidence stop, or with `confidence`
+    transformers' own confidence stop at that threshold (schedule="confidence"); `defaults`: k alone, transformers'
+    defaults for the rest. Restored afterwards (transformers also persists a threshold it adapts)."""
     cfg = draft.generation_config
     saved = {name: getattr(cfg, name, None) for name in
              ("num_assistant_tokens", "num_assistant_tokens_schedule", "assistant_confidence_threshold")}
     cfg.num_assistant_tokens = k
     if not defaults:
         cfg.num_assistant_tokens_schedule = "constant"
-        cfg.assistant_confidence_threshold = 0.0   # 0 = never stop drafting early on low confidence
+        cfg.assistant_confidence_threshold = confidence or 0.0   # 0 = never stop drafting early on low confidence
     try:
         yield
     finally:
@@ -129,14 +130,17 @@ def _config_for_hf(settings, target, max_new_tokens: int) -> GenerationConfig:
 
 
 def generate_run(target, draft, input_ids, attention_mask, *, k: int, max_new_tokens: int, schedule: str, settings,
-                 stats: DecodingStats, clock: Clock) -> list[list[int]]:
-    """`target.generate(assistant_model=draft)` with k draft tokens per round (constant), metered."""
+                 stats: DecodingStats, clock: Clock, options: dict) -> list[list[int]]:
+    """`target.generate(assistant_model=draft)` with k draft tokens per round (constant; with schedule="confidence"
+    transformers' own confidence stop at `confidence_threshold`), metered."""
     return assisted_run(target, draft, input_ids, attention_mask, k=k, max_new_tokens=max_new_tokens,
-                        settings=settings, stats=stats, clock=clock, defaults=False)
+                        settings=settings, stats=stats, clock=clock, defaults=False,
+                        confidence=options["confidence_threshold"] if schedule == "confidence" else None)
 
 
 def assisted_run(target, draft, input_ids, attention_mask, *, k: int, max_new_tokens: int, settings,
-                 stats: DecodingStats, clock: Clock, defaults: bool) -> list[list[int]]:
+                 stats: DecodingStats, clock: Clock, defaults: bool, confidence: float | None = None
+                 ) -> list[list[int]]:
     """One metered `target.generate(assistant_model=draft)`. `defaults=False`: our settings (constant k, no
     confidence stop, the decoder mask of the module docstring); `defaults=True`: k alone, nothing else changed.
     The drafted count of each round is the number of draft decoder calls before its verification call."""
@@ -157,7 +161,7 @@ def assisted_run(target, draft, input_ids, attention_mask, *, k: int, max_new_to
         if enc_dec and not defaults:   # see the module docstring: else the assistant re-feeds its decoder sequence
             extra["decoder_attention_mask"] = torch.ones(input_ids.shape[0], 1, dtype=torch.long,
                                                          device=input_ids.device)
-        with _assistant_settings(draft, k, defaults=defaults), _quiet_internal_deprecation():
+        with _assistant_settings(draft, k, defaults=defaults, confidence=confidence), _quiet_internal_deprecation():
             out = target.generate(input_ids, attention_mask=attention_mask, assistant_model=draft,
                                   generation_config=config, **extra)
     finally:

@@ -8,7 +8,7 @@ from .hf_assisted import _config_for_hf, _Meter, cut_after_eos
 
 
 def generate_run(target, draft, input_ids, attention_mask, *, k: int, max_new_tokens: int, schedule: str, settings,
-                 stats: DecodingStats, clock: Clock) -> list[list[int]]:
+                 stats: DecodingStats, clock: Clock, **_) -> list[list[int]]:
     config = _config_for_hf(settings, target, max_new_tokens)
     meters = [_Meter(target, clock)]
     if target.config.is_encoder_decoder:

@@ -41,5 +41,6 @@ def update(target: ModelState, draft: ModelState, seq: Sequence) -> None:
 
 
 def run(target: ModelState, draft: ModelState, seq: Sequence, *, k: int, schedule: str,
-        stats: DecodingStats) -> None:
-    run_rounds(target, draft, seq, k=k, schedule=schedule, verify=verify, update=update, stats=stats)
+        stats: DecodingStats, options: dict, **_) -> None:
+    run_rounds(target, draft, seq, k=k, schedule=schedule, verify=verify, update=update, stats=stats,
+               threshold=options["confidence_threshold"])

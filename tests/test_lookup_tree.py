@@ -1,0 +1,173 @@
+"""lookup and stairs_tree: the source lookup on its own, branch choice, and cases built to exercise each path.
+
+The registry-driven matrices (test_engine_exactness, test_architectures, test_batch_acceptance,
+test_exactness_cases, test_generation_settings) already run both methods on random prompts, every k, EOS, padded
+batches and 25 architectures. Here: the lookup's index and ranking on hand-made token lists (a source holding the
+answer verbatim, no match, a match that ends mid-way, the longest match first, ties between occurrences), the
+branch choice (ties), num_branches=1 being stairs_cached call for call, and the shipped pair, whose outputs copy
+from their sources, so that long lookups, lookup branches winning and per-row acceptance all really happen.
+"""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import EOS, VOCAB, tiny_gpt2, tiny_t5
+from stairs_decoding import generate
+from stairs_decoding.methods._lookup import RowLookup
+from stairs_decoding.methods.stairs_tree import choose
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def enc_dec_row(source, generated=(), max_ngram=2, min_ngram=1):
+    row = RowLookup(source, enc_dec=True, max_ngram=max_ngram, min_ngram=min_ngram)
+    row.sync(list(generated))
+    return row
+
+
+def test_a_source_holding_the_answer_proposes_its_continuation():
+    row = enc_dec_row([5, 6, 7, 8, 9, 10], [6])
+    assert row.propose(3, 1) == [[7, 8, 9]]
+    assert row.propose(10, 1) == [[7, 8, 9, 10]]           # the match ends mid-way: the source ends (no SEP)
+
+
+def test_no_match_and_nothing_generated_propose_nothing():
+    assert enc_dec_row([5, 6, 7], [9]).propose(4, 3) == []
+    assert enc_dec_row([5, 6, 7], []).propose(4, 3) == []    # no committed n-gram yet
+    assert enc_dec_row([5, 6, 7], [7]).propose(4, 3) == []    # matches only the source's last token
+    assert enc_dec_row([5, 6, 7], [6]).propose(0, 3) == []    # k = 0
+
+
+def test_the_longest_match_comes_first_and_only_its_length_counts():
+    # "3 4" is followed by 11 once; "4" alone is followed by 12 and 11.
+    row = enc_dec_row([4, 12, 3, 4, 11], [3, 4])
+    assert row.propose(1, 3) == [[11]]
+    assert enc_dec_row([4, 12, 3, 4, 11], [3, 4], max_ngram=1).propose(1, 3) == [[12], [11]]
+
+
+def test_occurrences_nearest_the_cursor_first_and_the_cursor_follows_accepted_copies():
+    source = [2, 20, 21, 2, 30, 31, 2, 40, 41]
+    row = enc_dec_row(source, [2])
+    assert row.propose(2, 3) == [[20, 21], [30, 31], [40, 41]]      # cursor at the start
+    row.sync([2, 30, 31])                                          # the second was accepted
+    assert row.cursor == 6
+    row.sync([2, 30, 31, 7, 2])
+    assert row.propose(2, 1) == [[40, 41]]                          # nearest to where copying stopped
+
+
+def test_identical_continuations_are_offered_once_and_branches_are_capped():
+    row = enc_dec_row([1, 8, 9, 1, 8, 9, 1, 8, 7], [1])
+    assert row.propose(2, 5) == [[8, 9], [8, 7]]
+    assert row.propose(2, 1) == [[8, 9]]
+
+
+def test_the_output_so_far_is_searched_too():
+    row = enc_dec_row([50, 51], [3, 4, 5, 6, 3, 4])
+    assert row.propose(3, 1) == [[5, 6, 3]]
+
+
+def test_decoder_only_the_prompt_is_the_source_and_recent_text_first():
+    row = RowLookup([1, 2, 3, 1, 2, 4, 2], enc_dec=False, max_ngram=1, min_ngram=1)
+    row.sync([])
+    assert row.propose(1, 3) == [[4], [3]]                # "2": the most recent occurrence first
+
+
+def test_branch_choice_longest_agreement_capped_at_length_first_on_ties():
+    # 1 row, 3 branches of width 3; the target's greedy tokens after each branch position
+    cands = torch.tensor([[[5, 6, 7], [5, 6, 9], [8, 0, 0]]])
+    lengths = torch.tensor([[2, 3, 1]])
+    preds = torch.tensor([[[5, 6, 7, 1], [5, 6, 9, 2], [8, 0, 3, 3]]])
+    assert choose(cands, lengths, preds).tolist() == [1]      # branch 0 agrees on 3 but proposed only 2
+    lengths = torch.tensor([[3, 3, 1]])
+    assert choose(cands, lengths, preds).tolist() == [0]      # a tie: the first (the draft's) wins
+
+
+@pytest.mark.parametrize("make", [tiny_t5, tiny_gpt2])
+def test_one_branch_is_stairs_cached_call_for_call(make):
+    target, draft = make(0), make(1, d_model=32, layers=1)
+    g = torch.Generator().manual_seed(5)
+    ids = torch.randint(2, VOCAB, (3, 9), generator=g)
+    for k in (1, 3, 5):
+        a = generate(target, ids, draft=draft, method="stairs_cached", num_draft_tokens=k, max_new_tokens=30,
+                     eos_token_id=EOS)
+        b = generate(target, ids, draft=draft, method="stairs_tree", num_draft_tokens=k, max_new_tokens=30,
+                     eos_token_id=EOS, num_branches=1)
+        assert b.tokens == a.tokens
+        for name in ("target_calls", "draft_calls", "accepted", "drafted", "row_accepted", "rejections"):
+            assert getattr(b.stats, name) == getattr(a.stats, name), name
+        assert set(b.stats.branches) == {1} and not b.stats.branch_wins
+
+
+@pytest.mark.parametrize("make", [tiny_t5, tiny_gpt2])
+def test_lookup_without_any_match_is_plain_greedy(make):
+    target = make(0)
+    ids = torch.randint(2, VOCAB, (2, 7), generator=torch.Generator().manual_seed(1))
+    ref = generate(target, ids, max_new_tokens=20, ignore_eos=True)
+    res = generate(target, ids, method="lookup", num_draft_tokens=4, max_new_tokens=20, ignore_eos=True,
+                   max_ngram=30, min_ngram=30)            # 7 + 20 tokens hold no 30-gram: nothing is proposed
+    assert res.tokens == ref.tokens
+    assert set(res.stats.drafted) == {0} and res.stats.target_calls == 20 and res.stats.draft_calls == 0
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from transformers import AutoTokenizer, T5ForConditionalGeneration
+
+    pair = ROOT / "models" / "tiny-t5"
+    target = T5ForConditionalGeneration.from_pretrained(pair / "target", dtype=torch.float32).eval()
+    draft = T5ForConditionalGeneration.from_pretrained(pair / "draft", dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(pair / "target")
+    sources = [json.loads(line)["source"] for line in (ROOT / "data" / "tiny_heldout.jsonl").read_text().splitlines()]
+    return target, draft, tok, sources[:8]
+
+
+def test_shipped_pair_lookup_and_tree_copy_from_the_source_exactly(shipped):
+    """The compress task's outputs copy spans of their sources: lookup proposals are long and mostly kept, lookup
+    branches win stairs_tree rounds, and batches of 4 advance their rows by different counts; every output equals
+    transformers' greedy, alone and in batches."""
+    target, draft, tok, sources = shipped
+    tally = {"lookup": [0, 0], "stairs_tree": [0, 0]}      # tokens, target calls
+    wins, widths, ragged = {}, set(), []
+    for start in (0, 4):
+        enc = tok(sources[start:start + 4], return_tensors="pt", padding=True)
+        ref = target.generate(**enc, do_sample=False, num_beams=1, max_new_tokens=48)[:, 1:].tolist()
+        ref = [r[:r.index(1) + 1] if 1 in r else r for r in ref]
+        for method, k in (("lookup", 8), ("stairs_tree", 4)):
+            batch = generate(target, enc.input_ids, attention_mask=enc.attention_mask, draft=draft, method=method,
+                             num_draft_tokens=k, max_new_tokens=48)
+            assert batch.tokens == ref, method
+            ragged.append(batch.stats.ragged and len({tuple(a[:3]) for a in batch.stats.row_accepted}) > 1)
+            for b in range(4):
+                ids = enc.input_ids[b:b + 1, enc.attention_mask[b].bool()]
+                res = generate(target, ids, draft=draft, method=method, num_draft_tokens=k, max_new_tokens=48)
+                assert res.tokens == [ref[b]], (method, b)
+                tally[method][0] += res.stats.new_tokens
+                tally[method][1] += res.stats.target_calls
+                for kind, n in res.stats.branch_wins.items():
+                    wins[kind] = wins.get(kind, 0) + n
+                widths.update(res.stats.branches)
+    assert tally["lookup"][0] >= 2.5 * tally["lookup"][1], tally            # long source copies were kept
+    assert tally["stairs_tree"][0] >= 2.5 * tally["stairs_tree"][1], tally
+    assert wins.get("lookup", 0) > 0 and max(widths) > 1, (wins, widths)
+    assert any(ragged)
+
+
+def test_method_options_reach_the_records(tmp_path):
+    """A run's method options (sweep.per_method.<m>.<option>) go to generate() and into each record."""
+    from hydra import compose, initialize_config_dir
+
+    from stairs_decoding.harness import run_experiment
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        cfg = compose("config", overrides=[
+            "experiment=smoke", "logger=none", "task.num_examples=2", "task.max_new_tokens=8", "warmup_examples=0",
+            "sweep.methods=[greedy,lookup,stairs_tree]", "sweep.num_draft_tokens=[3]",
+            "+sweep.per_method={stairs_tree:{num_branches:2},lookup:{max_ngram:3}}", "progress=false"])
+        run_experiment(cfg, tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    options = {r["method"]: r["options"] for r in records}
+    assert options == {"greedy": None, "lookup": {"max_ngram": 3, "min_ngram": 1},
+                       "stairs_tree": {"num_branches": 2, "max_ngram": 2, "min_ngram": 1}}
+    assert all(r["matches_greedy"] for r in records)
