@@ -171,3 +171,32 @@ def test_method_options_reach_the_records(tmp_path):
     assert options == {"greedy": None, "lookup": {"max_ngram": 3, "min_ngram": 1},
                        "stairs_tree": {"num_branches": 2, "max_ngram": 2, "min_ngram": 1}}
     assert all(r["matches_greedy"] for r in records)
+
+
+def test_the_drafts_cache_stays_true_when_another_branch_wins(shipped, monkeypatch):
+    """A draft whose own branch lost keeps only the part that agrees with what was committed: before every round,
+    its next-token logits from the live (cropped, re-aligned) cache equal those of a fresh forward over the committed
+    tokens. Exactness alone would not show a stale draft cache (the target checks every token), only slower drafts."""
+    from stairs_decoding.methods._state import ModelState
+
+    target, draft, tok, sources = shipped
+    original, checked = ModelState.step, []
+
+    def step(self, seq, extra=None, keep=1):
+        out = original(self, seq, extra, keep)
+        if self.model is draft and (extra is None or extra.shape[1] == 0):      # a round's first draft step
+            fresh = ModelState(self.model, None, self.encoder_mask, self.clock, encoder_outputs=self.encoder_outputs)
+            ref = original(fresh, seq)
+            assert torch.allclose(out[:, -1], ref[:, -1], atol=1e-4), "stale draft cache"
+            checked.append(seq.tokens.shape[0])
+        return out
+
+    monkeypatch.setattr(ModelState, "step", step)
+    enc = tok(sources[:4], return_tensors="pt", padding=True)
+    wins = 0
+    for ids, mask in [(enc.input_ids, enc.attention_mask)] + \
+            [(enc.input_ids[b:b + 1, enc.attention_mask[b].bool()], None) for b in range(4)]:
+        res = generate(target, ids, attention_mask=mask, draft=draft, method="stairs_tree", num_draft_tokens=4,
+                       max_new_tokens=40)
+        wins += sum(res.stats.branch_wins.values())
+    assert wins > 5 and len(checked) > 40 and max(checked) == 4
