@@ -109,8 +109,8 @@ def _cell_row(method: str, k: int, alpha_req, recs: list[Record], greedy_s: dict
         "mean_drafted": statistics.fmean(drafted) if drafted else math.nan,     # proposed per round (schedules)
         "tokens_per_target_call": (sum(r.new_tokens for r in recs) / sum(calls.values())
                                    if sum(calls.values()) else math.nan),
-        "options": ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                            for k, v in sorted((first.options or {}).items())) or None,
+        "options": ",".join(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+                            for name, value in sorted((first.options or {}).items())) or None,
         "alpha": alpha,
         "cost_ratio_c": c if drafted_by_model else math.nan,     # the run's draft; lookup's bound uses 0
         "bound_speedup": bound,
@@ -181,12 +181,12 @@ TABLE_COLUMNS = {"method": "method", "k": "k", "alpha_requested": "alpha req.", 
                  "tokens_per_s": "tok/s", "time_reduction_pct": "time red. %", "speedup": "speed-up",
                  "speedup_ci": "speed-up 95% CI",
                  "mean_accepted": "acc/round", "tokens_per_target_call": "tok/call", "alpha": "alpha",
-                 "cost_ratio_c": "c", "bound_speedup": "bound", "achieved_over_bound": "ach/bound", "bleu_vs_greedy": "BLEU vs greedy", "bleu_vs_ref": "BLEU vs ref",
-                 "exact_match_rate": "exact"}
+                 "cost_ratio_c": "c", "bound_speedup": "bound", "achieved_over_bound": "ach/bound",
+                 "bleu_vs_greedy": "BLEU vs greedy", "bleu_vs_ref": "BLEU vs ref", "exact_match_rate": "exact"}
 _FORMATS = {"alpha req.": "{:.2f}", "median s/ex": "{:.4f}", "tok/s": "{:.1f}", "time red. %": "{:+.1f}",
             "speed-up": "{:.3f}", "acc/round": "{:.2f}", "tok/call": "{:.2f}", "alpha": "{:.3f}", "c": "{:.3f}",
-            "bound": "{:.3f}", "ach/bound": "{:.3f}", "BLEU vs greedy": "{:.1f}", "BLEU vs ref": "{:.1f}", "exact": "{:.2f}",
-            "chrF vs ref": "{:.1f}"}
+            "bound": "{:.3f}", "ach/bound": "{:.3f}", "BLEU vs greedy": "{:.1f}", "BLEU vs ref": "{:.1f}",
+            "exact": "{:.2f}", "chrF vs ref": "{:.1f}"}
 
 
 def _interval(lo, hi) -> str:

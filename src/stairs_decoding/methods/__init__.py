@@ -5,8 +5,9 @@ over `METHODS`, so it is tested from then on.
 A descriptor's `module` is the method's code. Our own methods' modules define `run(target_state, draft_state, seq,
 *, k, schedule, stats, options, encoder_inputs)` over the shared decoding state (methods/_engine.py builds it); a
 method that drives transformers itself (hf_assisted, hf_greedy) defines `generate_run(target, draft, input_ids,
-attention_mask, *, k, max_new_tokens, schedule, settings, stats, clock, options)` instead. `Method.run` is that call either way, and returns the new
-tokens of each row; `generate()` has validated the arguments against the descriptor first.
+attention_mask, *, k, max_new_tokens, schedule, settings, stats, clock, options)` instead. `Method.run` is that call
+either way, and returns the new tokens of each row; `generate()` has validated the arguments against the descriptor
+first.
 """
 from __future__ import annotations
 
