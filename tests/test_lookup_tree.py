@@ -74,6 +74,39 @@ def test_decoder_only_the_prompt_is_the_source_and_recent_text_first():
     assert row.propose(1, 3) == [[4], [3]]                # "2": the most recent occurrence first
 
 
+@pytest.mark.parametrize("decoder_only", [False, True])
+def test_the_lookup_follows_each_rows_own_output_through_re_alignment_and_compaction(decoder_only):
+    """Rows that advance by different counts are shifted and padded (Sequence.append_rows), and finished rows leave
+    the batch: each row's lookup still reads exactly its own committed output, and matches its own source."""
+    from stairs_decoding.methods._lookup import Lookup
+    from stairs_decoding.methods._state import Sequence
+
+    sources = [[10, 11, 12, 13, 14, 15], [20, 21, 22, 23], [30, 31, 32, 33, 34]]
+    if decoder_only:            # the prompts are the committed prefix, left-padded
+        width = max(map(len, sources))
+        prefix = torch.tensor([[0] * (width - len(r)) + r for r in sources])
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in sources])
+        seq = Sequence(prefix, mask, max_new_tokens=9, eos_ids=torch.tensor([99]), pad_id=0, ragged=True,
+                       compact=True)
+        lookup = Lookup(seq, None, max_ngram=2, min_ngram=1)
+    else:
+        seq = Sequence(torch.zeros(3, 1, dtype=torch.long), None, max_new_tokens=9, eos_ids=torch.tensor([99]),
+                       pad_id=0, ragged=True, compact=True)
+        ids = torch.tensor([r + [0] * (6 - len(r)) for r in sources])
+        lookup = Lookup(seq, (ids, (ids > 0).long()), max_ngram=2, min_ngram=1)
+    steps = [([[11, 12, 7], [21, 99, 0], [31, 5, 0]], [3, 2, 1]), ([[13, 14, 0], [32, 33, 0]], [2, 2])]     # row 1 ended (EOS 99): 2 rows left
+    for new, counts in steps:
+        seq.append_rows(torch.tensor(new), torch.tensor(counts), torch.tensor(counts))
+        seq.drop_finished()
+        proposals = lookup.propose(seq, 3)
+        for b, row in enumerate(seq.rows.tolist()):
+            look = lookup.rows[row]
+            assert look.text[look.start:] == seq.outputs()[row]
+            if look.text[-1] in sources[row][:-1]:           # a source token with a successor: proposed
+                assert proposals[b] and proposals[b][0][0] == sources[row][sources[row].index(look.text[-1]) + 1]
+    assert seq.outputs() == [[11, 12, 7, 13, 14], [21, 99], [31, 32, 33]]
+
+
 def test_branch_choice_longest_agreement_capped_at_length_first_on_ties():
     # 1 row, 3 branches of width 3; the target's greedy tokens after each branch position
     cands = torch.tensor([[[5, 6, 7], [5, 6, 9], [8, 0, 0]]])
@@ -173,25 +206,32 @@ def test_method_options_reach_the_records(tmp_path):
     assert all(r["matches_greedy"] for r in records)
 
 
-def test_the_drafts_cache_stays_true_when_another_branch_wins(shipped, monkeypatch):
-    """A draft whose own branch lost keeps only the part that agrees with what was committed: before every round,
-    its next-token logits from the live (cropped, re-aligned) cache equal those of a fresh forward over the committed
-    tokens. Exactness alone would not show a stale draft cache (the target checks every token), only slower drafts."""
+def _check_draft_cache(monkeypatch, draft) -> list[int]:
+    """Before every round (the draft's first step), its next-token logits from the live — cropped, re-aligned —
+    cache must equal those of a fresh forward over the committed tokens; returns the batch size of each check."""
     from stairs_decoding.methods._state import ModelState
 
-    target, draft, tok, sources = shipped
     original, checked = ModelState.step, []
 
     def step(self, seq, extra=None, keep=1):
         out = original(self, seq, extra, keep)
         if self.model is draft and (extra is None or extra.shape[1] == 0):      # a round's first draft step
-            fresh = ModelState(self.model, None, self.encoder_mask, self.clock, encoder_outputs=self.encoder_outputs)
+            fresh = ModelState(self.model, None, getattr(self, "encoder_mask", None), self.clock,
+                               encoder_outputs=getattr(self, "encoder_outputs", None))
             ref = original(fresh, seq)
             assert torch.allclose(out[:, -1], ref[:, -1], atol=1e-4), "stale draft cache"
             checked.append(seq.tokens.shape[0])
         return out
 
     monkeypatch.setattr(ModelState, "step", step)
+    return checked
+
+
+def test_the_drafts_cache_stays_true_when_another_branch_wins(shipped, monkeypatch):
+    """A draft whose own branch lost keeps only the part that agrees with what was committed. Exactness alone would
+    not show a stale draft cache (the target checks every token), only slower drafts."""
+    target, draft, tok, sources = shipped
+    checked = _check_draft_cache(monkeypatch, draft)
     enc = tok(sources[:4], return_tensors="pt", padding=True)
     wins = 0
     for ids, mask in [(enc.input_ids, enc.attention_mask)] + \
@@ -200,3 +240,19 @@ def test_the_drafts_cache_stays_true_when_another_branch_wins(shipped, monkeypat
                        max_new_tokens=40)
         wins += sum(res.stats.branch_wins.values())
     assert wins > 5 and len(checked) > 40 and max(checked) == 4
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2", "mistral_sw", "bart"])
+def test_the_drafts_cache_stays_true_in_every_batch_layout(name, monkeypatch):
+    """The same on random models whose runner-up branches win: decoder-only rows re-aligned (llama, gpt2), and rows
+    in lockstep (sliding-window layers, absolute positions)."""
+    import archs
+    from test_architectures import _batch
+
+    target = archs.build(name)
+    draft = archs.perturbed(target)
+    checked = _check_draft_cache(monkeypatch, draft)
+    ids, mask = _batch(name)
+    res = generate(target, ids, attention_mask=mask, draft=draft, method="stairs_tree", num_draft_tokens=4,
+                   max_new_tokens=30, ignore_eos=True)
+    assert res.stats.branch_wins and len(checked) > 5
