@@ -22,7 +22,7 @@ import torch
 
 from ..stats import DecodingStats
 from . import stairs_cached
-from ._lookup import Lookup
+from ._lookup import Lookup, as_tensor
 from ._speculative import accept, agreement, next_k, propose
 from ._state import ModelState, Sequence
 
@@ -77,14 +77,9 @@ def candidates(seq: Sequence, prop, looked: list[list[list[int]]], branches: int
                 row.append(tokens)
                 kinds[b].append("runner_up")
     r = max(len(row) for row in rows)
-    m = max(len(t) for row in rows for t in row)
-    out = torch.full((batch, r, m), seq.pad_id, dtype=torch.long)
-    lengths = torch.zeros((batch, r), dtype=torch.long)
-    for b, row in enumerate(rows):
-        for j, tokens in enumerate(row):
-            out[b, j, :len(tokens)] = torch.tensor(tokens, dtype=torch.long)
-            lengths[b, j] = len(tokens)
-    return out.to(drafts.device), lengths.to(drafts.device), kinds
+    flat = [t for row in rows for t in row + [[]] * (r - len(row))]      # rows with fewer branches: empty ones
+    out, lengths = as_tensor(flat, max(len(t) for t in flat), seq.pad_id, drafts.device)
+    return out.view(batch, r, -1), lengths.view(batch, r), kinds
 
 
 def verify(target: ModelState, seq: Sequence, cands: torch.Tensor) -> torch.Tensor:
