@@ -196,14 +196,20 @@ def test_method_options_reach_the_records(tmp_path):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
         cfg = compose("config", overrides=[
             "experiment=smoke", "logger=none", "task.num_examples=2", "task.max_new_tokens=8", "warmup_examples=0",
-            "sweep.methods=[greedy,lookup,stairs_tree]", "sweep.num_draft_tokens=[3]",
-            "+sweep.per_method={stairs_tree:{num_branches:2},lookup:{max_ngram:3}}", "progress=false"])
+            "sweep.methods=[greedy,lookup,stairs_tree,stairs_cached]", "sweep.num_draft_tokens=[3]",
+            "sweep.schedule=constant",
+            "+sweep.per_method={stairs_tree:{num_branches:2,draft_forward:transformers},lookup:{max_ngram:3}}",
+            "progress=false"])
         run_experiment(cfg, tmp_path)
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     options = {r["method"]: r["options"] for r in records}
     assert options == {"greedy": None, "lookup": {"max_ngram": 3, "min_ngram": 1},
-                       "stairs_tree": {"num_branches": 2, "max_ngram": 2, "min_ngram": 1}}
+                       "stairs_tree": {"num_branches": 2, "max_ngram": 2, "min_ngram": 1,
+                                       "draft_forward": "transformers"},
+                       "stairs_cached": {"draft_forward": "lean"}}     # auto, recorded as what ran
     assert all(r["matches_greedy"] for r in records)
+    cost = json.loads((tmp_path / "cost_ratio.json").read_text())
+    assert cost["draft_forward"] == "transformers"        # c measured as the cells ran the draft
 
 
 def _check_draft_cache(monkeypatch, draft) -> list[int]:

@@ -6,6 +6,7 @@ import torch
 from . import methods
 from . import settings as _settings
 from .errors import GenerationInputError
+from .methods import _lean
 from .methods._state import unsupported_cache
 from .stats import DecodingStats, GenerationResult
 from .timing import Clock, model_devices
@@ -18,7 +19,7 @@ def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft
              max_new_tokens: int = 64, attention_mask=None, eos_token_id=None, schedule: str = "constant",
              ignore_eos: bool = False, generation_config=None, num_branches: int | None = None,
              max_ngram: int | None = None, min_ngram: int | None = None, confidence_threshold: float | None = None,
-             **kwargs) -> GenerationResult:
+             draft_forward: str | None = None, **kwargs) -> GenerationResult:
     """Greedy generation (or sampling) with `method`; every method returns what `target.generate(do_sample=False)`
     returns, and with do_sample=True a sample of what `target.generate(do_sample=True)` samples (speculative
     sampling: the same distribution; methods/_speculative.py).
@@ -44,6 +45,10 @@ def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft
         max_ngram, min_ngram: the n-gram sizes the source lookup matches, longest first (lookup, stairs_tree;
             default 2 and 1).
         confidence_threshold: schedule="confidence"'s stopping probability (default 0.4).
+        draft_forward: how the draft's decoder steps run (stairs, stairs_cached, stairs_tree): "lean" through
+            methods/_lean.py's T5 step (the same logits as the model's forward, without its per-call overhead; T5
+            and mT5 drafts with sdpa attention), "transformers" through `draft(...)`, or "auto" (default: lean where
+            the draft allows it). The target always runs its own forward. What ran is `stats.draft_forward`.
         Each option is refused by a method that does not read it (methods.Method.options).
         generation_config, **kwargs: generation settings as for `model.generate`. The target's own
             generation_config applies (a checkpoint's forced_bos_token_id, bad_words_ids, ...), then these;
@@ -58,7 +63,7 @@ def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft
     greedy_settings = _check_kwargs(kwargs)
     options = _check_args(target, draft, input_ids, attention_mask, method, num_draft_tokens, max_new_tokens, schedule,
                           dict(num_branches=num_branches, max_ngram=max_ngram, min_ngram=min_ngram,
-                               confidence_threshold=confidence_threshold))
+                               confidence_threshold=confidence_threshold, draft_forward=draft_forward))
     if greedy_settings.get("do_sample") and not methods.METHODS[method].sampling:
         _fail(f"do_sample=True: {method!r} decodes greedily only; sampling methods: "
               f"{', '.join(m.name for m in methods.METHODS.values() if m.sampling)}")
@@ -127,7 +132,10 @@ def validate_options(spec, schedule: str, **given) -> dict:
         if name not in spec.options:
             takers = [m.name for m in methods.METHODS.values() if name in m.options]
             _fail(f"{name}={value!r} does not apply to method {spec.name!r} (it applies to: {', '.join(takers)})")
-        if name == "confidence_threshold":
+        if name == "draft_forward":
+            if value not in _lean.CHOICES:
+                _fail(f"draft_forward must be one of {', '.join(map(repr, _lean.CHOICES))}, got {value!r}")
+        elif name == "confidence_threshold":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
                 _fail(f"confidence_threshold must be a probability in (0, 1), got {value!r}")
             if schedule != "confidence":
@@ -172,6 +180,9 @@ def _check_args(target, draft, input_ids, attention_mask, method, k, max_new_tok
             _fail(f"draft and target vocabularies differ: target has {tv} tokens, draft has {dv}")
         if bool(draft.config.is_encoder_decoder) != bool(target.config.is_encoder_decoder):
             _fail("draft and target must both be encoder-decoder or both decoder-only")
+        why = _lean.unsupported(draft) if options.get("draft_forward") == "lean" else None
+        if why:
+            _fail(f"draft_forward='lean' cannot run this draft: {why}; use 'auto' or 'transformers'")
     if not spec.batch and input_ids.shape[0] > 1:
         _fail(f"{method}: supports batch size 1 only, got {input_ids.shape[0]} rows")
     for name, model in (("target", target), ("draft", draft if spec.needs_draft else None)):

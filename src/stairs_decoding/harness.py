@@ -248,9 +248,13 @@ def warm_up(runner: Runner, cells: list[Cell], examples: list[dict]) -> None:
                 runner.set_reference(res.tokens[0], example_seed=-1 - j)
 
 
-def measure_cost(runner: Runner, example: dict, run_dir: Path) -> dict:
-    """c = draft decoder step / target decoder step (timing.measure_cost_ratio), written to cost_ratio.json."""
+def measure_cost(runner: Runner, example: dict, run_dir: Path, cells: list[Cell]) -> dict:
+    """c = draft decoder step / target decoder step (timing.measure_cost_ratio), written to cost_ratio.json; the
+    draft's step as the run's speculative cells run it (their draft_forward option; the first one set, else auto)."""
     pair, cc = runner.pair, runner.cfg.get("cost_ratio") or {}
+    forward = next((f for f in (cell_options(runner.cfg, c).get("draft_forward") for c in cells) if f), "auto")
+    if pair.controlled is not None:
+        forward = "transformers"       # its hooks keep the draft on its own forward (methods/_lean.unsupported)
     if pair.draft is None:
         return {"cost_ratio_c": math.nan}
     if pair.controlled is not None:
@@ -258,7 +262,8 @@ def measure_cost(runner: Runner, example: dict, run_dir: Path) -> dict:
     try:
         cost = timing.measure_cost_ratio(pair.target, pair.draft, runner.input_ids(example),
                                          context=max(1, int(runner.cfg.task.max_new_tokens) // 2),
-                                         rounds=int(cc.get("rounds", 5)), steps=int(cc.get("steps", 24)))
+                                         rounds=int(cc.get("rounds", 5)), steps=int(cc.get("steps", 24)),
+                                         draft_forward=forward)
     finally:
         if pair.controlled is not None:
             pair.controlled.attach()
@@ -391,7 +396,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | os.PathLike) -> list[dict]:
         if todo:
             runner = Runner(cfg, pair, device)
             warm_up(runner, cells, warm)
-            cost = measure_cost(runner, timed[0], run_dir)
+            cost = measure_cost(runner, timed[0], run_dir, cells)
             run_examples(runner, cells, todo, timed, writer, records, tracker)
     finally:
         writer.close()

@@ -94,6 +94,8 @@ class Record:
 
         st = result.stats
         n = len(result.tokens)
+        if options and "draft_forward" in options and st.draft_forward is not None:
+            options = {**options, "draft_forward": st.draft_forward}     # what "auto" resolved to
         accepted, rejections = st.row(row)
         alpha = acceptance_rate(accepted, rejections) if accepted else None
         return cls(example_id=str(example["id"]), example_index=index, method=cell.method, k=cell.k,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 from .errors import NoRunsError
@@ -440,7 +441,12 @@ def runs_caption(summary) -> str:
     envs = [read_env(d) for d in summary["run_dir"].unique()]
     pairs = ", ".join(summary["pair"].unique())
     tasks = ", ".join(str(t) for t in summary["task"].dropna().unique())
-    text = f"pair: {pairs}; task: {tasks}\n{environment_caption(envs)}"
+    text = f"pair: {pairs}; task: {tasks}"
+    options = summary["options"].dropna() if "options" in summary else []
+    forwards = sorted({f for o in options for f in re.findall(r"draft_forward=(\w+)", str(o))})
+    if forwards:        # how the draft-model methods ran their draft (methods/_lean.py)
+        text += f"; draft steps: {'/'.join(forwards)}"
+    text += f"\n{environment_caption(envs)}"
     if any(str(m).startswith("tiny") for m in summary["model"].unique()):
         text += "\nshipped tiny CPU pair: not the paper's T5 result"
     return text

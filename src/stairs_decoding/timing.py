@@ -104,11 +104,12 @@ def summarize(seconds: Sequence[float]) -> dict:
 # -- direct cost-ratio measurement -------------------------------------------------------------------------
 @torch.inference_mode()
 def decoder_step_seconds(model, input_ids: torch.Tensor, *, context: int = 32, steps: int = 16,
-                         repeats: int = 3) -> float:
+                         repeats: int = 3, lean: bool = False) -> float:
     """Median time of one single-token decoder forward with a KV cache of about `context` tokens.
 
     Encoder (T5) or prompt (decoder-only) is run once outside the timed region; the cache is cropped back to
-    `context` tokens after every step so every timed step sees the same length.
+    `context` tokens after every step so every timed step sees the same length. `lean`: the step is
+    methods/_lean.py's (a T5-family draft as our methods run it with draft_forward="lean").
     """
     device = model.device
     input_ids = input_ids.to(device)
@@ -120,8 +121,16 @@ def decoder_step_seconds(model, input_ids: torch.Tensor, *, context: int = 32, s
         base = dict(encoder_outputs=enc)
         out = model(decoder_input_ids=filler, use_cache=True, **base)
 
-        def step(tok, cache):
-            return model(decoder_input_ids=tok, use_cache=True, **with_cache(model, cache), **base)
+        if lean:
+            from .methods._lean import LeanT5Step
+
+            lean_step = LeanT5Step(model)
+
+            def step(tok, cache):
+                return lean_step(tok, cache, enc.last_hidden_state, None, None)
+        else:
+            def step(tok, cache):
+                return model(decoder_input_ids=tok, use_cache=True, **with_cache(model, cache), **base)
     else:
         out = model(input_ids=torch.cat([input_ids, filler], 1), use_cache=True)
 
@@ -142,20 +151,24 @@ def decoder_step_seconds(model, input_ids: torch.Tensor, *, context: int = 32, s
 
 
 def measure_cost_ratio(target, draft, input_ids: torch.Tensor, *, context: int = 32, steps: int = 24,
-                       rounds: int = 5) -> dict:
-    """c = (draft decoder step time) / (target decoder step time), both with a KV cache.
+                       rounds: int = 5, draft_forward: str = "auto") -> dict:
+    """c = (draft decoder step time) / (target decoder step time), both with a KV cache; the draft's step as our
+    methods run it with `draft_forward` ("auto": the lean T5 step where the draft allows it; recorded).
 
     The two models alternate in `rounds` short bursts (so machine drift affects both alike); each round gives one
     ratio of the two bursts' median step times. c is the median of those ratios; `cost_ratio_ci95` is the 95 %
     t-interval of their geometric mean (computed on log ratios, so it stays positive; NaN with a single round)."""
+    from .methods._lean import resolve
+
+    lean = resolve(draft_forward, draft) == "lean"
     t_target, t_draft = [], []
     for _ in range(rounds):
         t_target.append(decoder_step_seconds(target, input_ids, context=context, steps=steps, repeats=1))
-        t_draft.append(decoder_step_seconds(draft, input_ids, context=context, steps=steps, repeats=1))
+        t_draft.append(decoder_step_seconds(draft, input_ids, context=context, steps=steps, repeats=1, lean=lean))
     ratios = [d / t for d, t in zip(t_draft, t_target) if t > 0]
     tt, td = statistics.median(t_target), statistics.median(t_draft)
     s = summarize([math.log(r) for r in ratios if r > 0])
     return {"target_step_s": tt, "draft_step_s": td,
             "cost_ratio_c": statistics.median(ratios) if ratios else math.nan,
             "cost_ratio_ci95": [math.exp(s["ci95_low"]), math.exp(s["ci95_high"])], "cost_ratio_rounds": ratios,
-            "context": context, "steps": steps, "rounds": rounds}
+            "context": context, "steps": steps, "rounds": rounds, "draft_forward": "lean" if lean else "transformers"}

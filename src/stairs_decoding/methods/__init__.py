@@ -20,8 +20,10 @@ from ._engine import engine_run
 
 # Options of `generate()` that some methods read (`Method.options`), with their defaults: the branches of a
 # stairs_tree round, the n-gram sizes of the source lookup (lookup, stairs_tree), and the draft's probability below
-# which schedule="confidence" stops drafting (transformers' default assistant_confidence_threshold).
-OPTION_DEFAULTS = {"num_branches": 3, "max_ngram": 2, "min_ngram": 1, "confidence_threshold": 0.4}
+# which schedule="confidence" stops drafting (transformers' default assistant_confidence_threshold), and how the draft's
+# decoder steps run (methods/_lean.py: "auto" = the lean T5 step where the draft is a T5-family model).
+OPTION_DEFAULTS = {"num_branches": 3, "max_ngram": 2, "min_ngram": 1, "confidence_threshold": 0.4,
+                   "draft_forward": "auto"}
 
 
 @dataclass(frozen=True)
@@ -68,11 +70,11 @@ register(Method("greedy", greedy, "the target alone, KV cache, one decoder call 
 register(Method("stairs", stairs, "the paper's stairs batch: k+1 prefixes verified in one uncached forward",
                 needs_draft=True, uses_k=True, speculative=True,
                 schedules=("constant", "heuristic", "confidence", "auto"), sampling=True,
-                options=("confidence_threshold",), label="stairs (paper)", color="#1f77b4", marker="o"))
+                options=("confidence_threshold", "draft_forward"), label="stairs (paper)", color="#1f77b4", marker="o"))
 register(Method("stairs_cached", stairs_cached, "ours: one causal row of k+1 tokens through persistent "
                 "KV caches, rolled back after each round", needs_draft=True, uses_k=True, speculative=True,
                 schedules=("constant", "heuristic", "confidence", "auto"), sampling=True,
-                options=("confidence_threshold",), label="stairs_cached (ours)", color="#2ca02c", marker="s"))
+                options=("confidence_threshold", "draft_forward"), label="stairs_cached (ours)", color="#2ca02c", marker="s"))
 register(Method("lookup", lookup, "ours: no draft model; n-gram lookup in the source (encoder input or prompt) and "
                 "the output so far proposes up to k tokens, verified as in stairs_cached", uses_k=True,
                 speculative=True, options=("max_ngram", "min_ngram"), label="lookup (ours, no draft)",
@@ -81,7 +83,7 @@ register(Method("stairs_tree", stairs_tree, "ours: one target call verifies seve
                 "(the draft's continuation, source lookups, the draft's runner-up tokens); the longest verified "
                 "wins and its cache row is kept", needs_draft=True, uses_k=True, speculative=True,
                 schedules=("constant", "heuristic", "confidence"),
-                options=("num_branches", "max_ngram", "min_ngram", "confidence_threshold"),
+                options=("num_branches", "max_ngram", "min_ngram", "confidence_threshold", "draft_forward"),
                 label="stairs_tree (ours)", color="#e377c2", marker="h"))
 register(Method("hf_assisted", hf_assisted, "Hugging Face assisted generation, target.generate("
                 "assistant_model=draft), constant k", needs_draft=True, uses_k=True, speculative=True, batch=False,

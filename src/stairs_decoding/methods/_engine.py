@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from . import _lean
 from ._state import ModelState, Sequence, ragged_unsupported
 
 
@@ -36,8 +37,13 @@ def engine_run(method, target, draft, input_ids, attention_mask, *, k, max_new_t
     tstate = ModelState(target, enc_input, attention_mask, clock, rollback=rolls_back) if uses_target else None
     # a draft whose encoder module is the target's (see models.share_encoder) reuses the target's encoder output
     shared = tstate is not None and tstate.enc_dec and uses_draft and draft.get_encoder() is target.get_encoder()
+    lean = False
+    if "draft_forward" in options:
+        stats.draft_forward = _lean.resolve(options["draft_forward"], draft)
+        lean = stats.draft_forward == "lean"
     dstate = (ModelState(draft, enc_input, attention_mask, clock, rollback=rolls_back,
-                         encoder_outputs=tstate.encoder_outputs if shared else None) if uses_draft else None)
+                         encoder_outputs=tstate.encoder_outputs if shared else None, lean=lean)
+              if uses_draft else None)
     module.run(tstate, dstate, seq, k=k, schedule=schedule, stats=stats, options=options,
                encoder_inputs=(input_ids, attention_mask) if enc_dec else None)
 

@@ -18,6 +18,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from ..compat import output_cache, with_cache
 from ..timing import Clock
+from ._lean import LeanT5Step
 
 # Cache layers whose rollback (crop) is exact; a sliding-window layer only after activate_past_recording().
 ROLLBACK_LAYERS = (DynamicLayer, DynamicSlidingWindowLayer)
@@ -231,9 +232,10 @@ class ModelState:
     """One model's encoder output and KV cache over a prefix of the committed `Sequence`."""
 
     def __init__(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, clock: Clock,
-                 encoder_outputs=None, rollback: bool = False):
+                 encoder_outputs=None, rollback: bool = False, lean: bool = False):
         """`encoder_outputs`: reuse another model's encoder output (a draft whose encoder *is* the target's).
-        `rollback`: the method will `rollback()` this model's cache (rejected drafts)."""
+        `rollback`: the method will `rollback()` this model's cache (rejected drafts). `lean`: decoder steps run
+        through `_lean.LeanT5Step` (a T5-family draft: the same logits without the module tree's overhead)."""
         self.model = model
         self.clock = clock
         # The device the model takes its inputs on (with a device_map: its embedding's). A draft may sit on another
@@ -244,6 +246,7 @@ class ModelState:
         self.enc_dec = bool(model.config.is_encoder_decoder)
         self.rollback_enabled = rollback
         self.cache = new_cache(model, rollback=rollback)
+        self.lean = LeanT5Step(model) if lean else None
         layers = getattr(self.cache, "self_attention_cache", self.cache).layers
         self._sliding = any(isinstance(layer, DynamicSlidingWindowLayer) for layer in layers)
         self.cache_len = 0
@@ -283,23 +286,28 @@ class ModelState:
             raise RuntimeError("the committed rows were re-aligned but this model's cache was not (call realign())")
         self.layout = seq.layout
         t0 = self.clock()
-        if self.enc_dec:
-            mask = seq.attention_mask(n_extra)
-            out = self.model(encoder_outputs=self.encoder_outputs, attention_mask=self.encoder_mask,
-                             decoder_input_ids=_on(new, self.device), use_cache=True,
-                             **({} if mask is None else {"decoder_attention_mask": _on(mask, self.device)}),
-                             **with_cache(self.model, self.cache))
+        if self.lean is not None:
+            logits = self.lean(_on(new, self.device), self.cache, self.encoder_outputs.last_hidden_state,
+                               self.encoder_mask, _on(seq.attention_mask(n_extra), self.device))
         else:
-            kwargs = {"logits_to_keep": keep} if self._keep_arg else {}
-            out = self.model(input_ids=_on(new, self.device), attention_mask=_on(seq.attention_mask(n_extra), self.device),
-                             position_ids=_on(seq.position_ids(self.cache_len, self.cache_len + new.shape[1]),
-                                              self.device),
-                             use_cache=True, **with_cache(self.model, self.cache), **kwargs)
+            if self.enc_dec:
+                mask = seq.attention_mask(n_extra)
+                out = self.model(encoder_outputs=self.encoder_outputs, attention_mask=self.encoder_mask,
+                                 decoder_input_ids=_on(new, self.device), use_cache=True,
+                                 **({} if mask is None else {"decoder_attention_mask": _on(mask, self.device)}),
+                                 **with_cache(self.model, self.cache))
+            else:
+                kwargs = {"logits_to_keep": keep} if self._keep_arg else {}
+                out = self.model(input_ids=_on(new, self.device),
+                                 attention_mask=_on(seq.attention_mask(n_extra), self.device),
+                                 position_ids=_on(seq.position_ids(self.cache_len, self.cache_len + new.shape[1]),
+                                                  self.device),
+                                 use_cache=True, **with_cache(self.model, self.cache), **kwargs)
+            self.cache, logits = output_cache(out), out.logits
         self.seconds += self.clock() - t0
         self.calls += 1
-        self.cache = output_cache(out)
         self.cache_len += new.shape[1]
-        return _on(out.logits[:, -keep:], seq.tokens.device)
+        return _on(logits[:, -keep:], seq.tokens.device)
 
     def rollback(self, length: int) -> None:
         """Forget cached positions from `length` on (rejected drafts). Also called with nothing to forget: a
