@@ -7,6 +7,7 @@ answer verbatim, no match, a match that ends mid-way, the longest match first, t
 branch choice (ties), num_branches=1 being stairs_cached call for call, and the shipped pair, whose outputs copy
 from their sources, so that long lookups, lookup branches winning and per-row acceptance all really happen.
 """
+import csv
 import json
 from pathlib import Path
 
@@ -208,8 +209,11 @@ def test_method_options_reach_the_records(tmp_path):
                                        "draft_forward": "transformers"},
                        "stairs_cached": {"draft_forward": "lean"}}     # auto, recorded as what ran
     assert all(r["matches_greedy"] for r in records)
-    cost = json.loads((tmp_path / "cost_ratio.json").read_text())
-    assert cost["draft_forward"] == "transformers"        # c measured as the cells ran the draft
+    cost = json.loads((tmp_path / "cost_ratio.json").read_text())   # c of both draft steps, each cell its own
+    c = {r["method"]: float(r["cost_ratio_c"]) for r in csv.DictReader(open(tmp_path / "summary.csv"))
+         if r["method"] in ("stairs_tree", "stairs_cached")}
+    assert c == {"stairs_tree": pytest.approx(cost["cost_ratio_c"]),
+                 "stairs_cached": pytest.approx(cost["cost_ratio_c_lean"])}
 
 
 def _check_draft_cache(monkeypatch, draft) -> list[int]:

@@ -248,13 +248,10 @@ def warm_up(runner: Runner, cells: list[Cell], examples: list[dict]) -> None:
                 runner.set_reference(res.tokens[0], example_seed=-1 - j)
 
 
-def measure_cost(runner: Runner, example: dict, run_dir: Path, cells: list[Cell]) -> dict:
-    """c = draft decoder step / target decoder step (timing.measure_cost_ratio), written to cost_ratio.json; the
-    draft's step as the run's speculative cells run it (their draft_forward option; the first one set, else auto)."""
+def measure_cost(runner: Runner, example: dict, run_dir: Path) -> dict:
+    """c = draft decoder step / target decoder step (timing.measure_cost_ratio: the draft's own forward, and its lean
+    step where it has one), written to cost_ratio.json."""
     pair, cc = runner.pair, runner.cfg.get("cost_ratio") or {}
-    forward = next((f for f in (cell_options(runner.cfg, c).get("draft_forward") for c in cells) if f), "auto")
-    if pair.controlled is not None:
-        forward = "transformers"       # its hooks keep the draft on its own forward (methods/_lean.unsupported)
     if pair.draft is None:
         return {"cost_ratio_c": math.nan}
     if pair.controlled is not None:
@@ -262,8 +259,7 @@ def measure_cost(runner: Runner, example: dict, run_dir: Path, cells: list[Cell]
     try:
         cost = timing.measure_cost_ratio(pair.target, pair.draft, runner.input_ids(example),
                                          context=max(1, int(runner.cfg.task.max_new_tokens) // 2),
-                                         rounds=int(cc.get("rounds", 5)), steps=int(cc.get("steps", 24)),
-                                         draft_forward=forward)
+                                         rounds=int(cc.get("rounds", 5)), steps=int(cc.get("steps", 24)))
     finally:
         if pair.controlled is not None:
             pair.controlled.attach()
@@ -337,7 +333,9 @@ def summarise(run_dir: Path, records: list[Record], cost: dict, tracker) -> list
     if math.isnan(cost.get("cost_ratio_c", math.nan)) and (run_dir / COST_FILE).exists():
         cost = json.loads((run_dir / COST_FILE).read_text())
     rows = clean(summary_rows(records, cost_ratio_c=cost.get("cost_ratio_c", math.nan),
-                              cost_ratio_ci=cost.get("cost_ratio_ci95")))
+                              cost_ratio_ci=cost.get("cost_ratio_ci95"),
+                              lean=(cost["cost_ratio_c_lean"], cost.get("cost_ratio_ci95_lean"))
+                              if "cost_ratio_c_lean" in cost else None))
     write_summary(run_dir / SUMMARY_FILE, rows)
     if tracker is not None:
         tracker.log_summary(rows)
@@ -346,13 +344,21 @@ def summarise(run_dir: Path, records: list[Record], cost: dict, tracker) -> list
     return rows
 
 
+def _draft_forward(row: dict) -> str:
+    return "lean" if "draft_forward=lean" in str(row.get("options") or "") else "transformers"
+
+
 def print_report(cfg: DictConfig, rows: list[dict], n_examples: int, device, run_dir: Path) -> None:
-    c_row = next((r for r in rows if r.get("cost_ratio_c") is not None), {})
-    c = c_row.get("cost_ratio_c", math.nan)
-    c_ci = (f" (95 % CI {c_row['cost_ratio_ci95_low']:.3f}–{c_row['cost_ratio_ci95_high']:.3f})"
-            if c_row.get("cost_ratio_ci95_low") is not None else "")
+    cs = []
+    for forward in ("transformers", "lean"):       # each cell's c is that of the draft step it ran (summary.py)
+        c_row = next((r for r in rows if r.get("cost_ratio_c") is not None and _draft_forward(r) == forward), None)
+        if c_row is not None:
+            ci = (f" (95 % CI {c_row['cost_ratio_ci95_low']:.3f}–{c_row['cost_ratio_ci95_high']:.3f})"
+                  if c_row.get("cost_ratio_ci95_low") is not None else "")
+            cs.append(f"{c_row['cost_ratio_c']:.3f}{ci}" + (" with the lean draft step" if forward == "lean" else ""))
     print(f"\n{node_name(cfg.model)} + draft {node_name(cfg.draft)} on {cfg.task.name} ({n_examples} examples, "
-          f"device {device}, {torch.get_num_threads()} threads, {cfg.dtype}); c measured = {c:.3f}{c_ci}")
+          f"device {device}, {torch.get_num_threads()} threads, {cfg.dtype}); c measured = "
+          f"{'; '.join(cs) or 'nan'}")
     print(format_table(rows))
     for r in rows:
         if r.get("above_bound"):
@@ -396,7 +402,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | os.PathLike) -> list[dict]:
         if todo:
             runner = Runner(cfg, pair, device)
             warm_up(runner, cells, warm)
-            cost = measure_cost(runner, timed[0], run_dir, cells)
+            cost = measure_cost(runner, timed[0], run_dir)
             run_examples(runner, cells, todo, timed, writer, records, tracker)
     finally:
         writer.close()

@@ -137,19 +137,25 @@ def _cell_row(method: str, k: int, alpha_req, recs: list[Record], greedy_s: dict
     }
 
 
-def summary_rows(records: list[Record], *, cost_ratio_c: float, cost_ratio_ci=None) -> list[dict]:
+def summary_rows(records: list[Record], *, cost_ratio_c: float, cost_ratio_ci=None, lean=None) -> list[dict]:
     """One row per (method, k, requested α, batch size, schedule, temperature) of `records`, in first-seen order
     (each against greedy — the target alone — at its batch size and temperature; NaN where a
     value does not apply). At batch size > 1 the bootstrap resamples whole batches (one generate() call, one time).
-    `cost_ratio_ci`: c's 95 % interval (timing.measure_cost_ratio), NaN when not given."""
-    c_ci = tuple(float(x) if x is not None else math.nan for x in (cost_ratio_ci or (math.nan, math.nan)))
+    `cost_ratio_ci`: c's 95 % interval (timing.measure_cost_ratio), NaN when not given. `lean`: (c, its interval)
+    with the draft's lean step, for the cells that ran it (options draft_forward=lean); the others use c."""
+    def interval(ci):
+        return tuple(float(x) if x is not None else math.nan for x in (ci or (math.nan, math.nan)))
+
+    costs = {"transformers": (cost_ratio_c, interval(cost_ratio_ci))}
+    costs["lean"] = (float(lean[0]), interval(lean[1])) if lean is not None else (math.nan, interval(None))
     by_cell: dict[tuple, list[Record]] = {}
     for r in records:
         by_cell.setdefault((r.method, int(r.k), r.alpha_requested, r.batch_size, r.schedule or "constant",
                             float(r.temperature or 0.0)), []).append(r)
     greedy_s = _greedy_reference(records)
     greedy_out = {r.example_id: r.output for r in records if r.method == "greedy" and not r.temperature}
-    return [_cell_row(m, k, a, recs, greedy_s, greedy_out, cost_ratio_c, c_ci)
+    return [_cell_row(m, k, a, recs, greedy_s, greedy_out,
+                      *costs["lean" if (recs[0].options or {}).get("draft_forward") == "lean" else "transformers"])
             for (m, k, a, *_), recs in by_cell.items()]
 
 

@@ -151,24 +151,31 @@ def decoder_step_seconds(model, input_ids: torch.Tensor, *, context: int = 32, s
 
 
 def measure_cost_ratio(target, draft, input_ids: torch.Tensor, *, context: int = 32, steps: int = 24,
-                       rounds: int = 5, draft_forward: str = "auto") -> dict:
-    """c = (draft decoder step time) / (target decoder step time), both with a KV cache; the draft's step as our
-    methods run it with `draft_forward` ("auto": the lean T5 step where the draft allows it; recorded).
+                       rounds: int = 5) -> dict:
+    """c = (draft decoder step time) / (target decoder step time), both with a KV cache and the models' own forward.
+    Where the draft can run methods/_lean.py's step, that step is timed too, in the same rounds: `cost_ratio_c_lean`
+    (and `draft_step_s_lean`, `cost_ratio_ci95_lean`), the c of cells whose records say draft_forward=lean.
 
     The two models alternate in `rounds` short bursts (so machine drift affects both alike); each round gives one
     ratio of the two bursts' median step times. c is the median of those ratios; `cost_ratio_ci95` is the 95 %
     t-interval of their geometric mean (computed on log ratios, so it stays positive; NaN with a single round)."""
-    from .methods._lean import resolve
+    from .methods._lean import unsupported
 
-    lean = resolve(draft_forward, draft) == "lean"
-    t_target, t_draft = [], []
+    lean = unsupported(draft) is None
+    t_target, t_draft, t_lean = [], [], []
     for _ in range(rounds):
         t_target.append(decoder_step_seconds(target, input_ids, context=context, steps=steps, repeats=1))
-        t_draft.append(decoder_step_seconds(draft, input_ids, context=context, steps=steps, repeats=1, lean=lean))
-    ratios = [d / t for d, t in zip(t_draft, t_target) if t > 0]
-    tt, td = statistics.median(t_target), statistics.median(t_draft)
-    s = summarize([math.log(r) for r in ratios if r > 0])
-    return {"target_step_s": tt, "draft_step_s": td,
-            "cost_ratio_c": statistics.median(ratios) if ratios else math.nan,
-            "cost_ratio_ci95": [math.exp(s["ci95_low"]), math.exp(s["ci95_high"])], "cost_ratio_rounds": ratios,
-            "context": context, "steps": steps, "rounds": rounds, "draft_forward": "lean" if lean else "transformers"}
+        t_draft.append(decoder_step_seconds(draft, input_ids, context=context, steps=steps, repeats=1))
+        if lean:
+            t_lean.append(decoder_step_seconds(draft, input_ids, context=context, steps=steps, repeats=1, lean=True))
+
+    def ratio(times: list[float], suffix: str = "") -> dict:
+        ratios = [d / t for d, t in zip(times, t_target) if t > 0]
+        s = summarize([math.log(r) for r in ratios if r > 0])
+        return {f"draft_step_s{suffix}": statistics.median(times),
+                f"cost_ratio_c{suffix}": statistics.median(ratios) if ratios else math.nan,
+                f"cost_ratio_ci95{suffix}": [math.exp(s["ci95_low"]), math.exp(s["ci95_high"])],
+                f"cost_ratio_rounds{suffix}": ratios}
+
+    return {"target_step_s": statistics.median(t_target), **ratio(t_draft), **(ratio(t_lean, "_lean") if lean else {}),
+            "context": context, "steps": steps, "rounds": rounds}
