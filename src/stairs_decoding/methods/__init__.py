@@ -70,11 +70,13 @@ register(Method("greedy", greedy, "the target alone, KV cache, one decoder call 
 register(Method("stairs", stairs, "the paper's stairs batch: k+1 prefixes verified in one uncached forward",
                 needs_draft=True, uses_k=True, speculative=True,
                 schedules=("constant", "heuristic", "confidence", "auto"), sampling=True,
-                options=("confidence_threshold", "draft_forward"), label="stairs (paper)", color="#1f77b4", marker="o"))
+                options=("confidence_threshold", "draft_forward"), label="stairs (paper)", color="#1f77b4",
+                marker="o"))
 register(Method("stairs_cached", stairs_cached, "ours: one causal row of k+1 tokens through persistent "
                 "KV caches, rolled back after each round", needs_draft=True, uses_k=True, speculative=True,
                 schedules=("constant", "heuristic", "confidence", "auto"), sampling=True,
-                options=("confidence_threshold", "draft_forward"), label="stairs_cached (ours)", color="#2ca02c", marker="s"))
+                options=("confidence_threshold", "draft_forward"), label="stairs_cached (ours)", color="#2ca02c",
+                marker="s"))
 register(Method("lookup", lookup, "ours: no draft model; n-gram lookup in the source (encoder input or prompt) and "
                 "the output so far proposes up to k tokens, verified as in stairs_cached", uses_k=True,
                 speculative=True, options=("max_ngram", "min_ngram"), label="lookup (ours, no draft)",
