@@ -17,6 +17,7 @@ from transformers import DynamicCache, EncoderDecoderCache, MT5Config, MT5ForCon
 import archs
 from conftest import EOS, VOCAB, tiny_gpt2, tiny_t5
 from stairs_decoding import generate
+from stairs_decoding.compat import with_cache
 from stairs_decoding.errors import GenerationInputError
 from stairs_decoding.methods._lean import LeanT5Step, resolve, unsupported
 
@@ -60,7 +61,7 @@ def test_lean_logits_equal_transformers_bit_for_bit_through_every_cache_operatio
         def both(start, end, cut_mask=True):
             m = mask[:, :end] if cut_mask else None
             ref = model(encoder_outputs=enc, attention_mask=src_mask, decoder_input_ids=dec[:, start:end],
-                        use_cache=True, cache=ref_cache,
+                        use_cache=True, **with_cache(model, ref_cache),
                         **({} if m is None else {"decoder_attention_mask": m})).logits
             got = lean(dec[:, start:end], lean_cache, enc.last_hidden_state, src_mask, m)
             real = mask[:, start:end].bool() if m is not None else torch.ones(ref.shape[:2], dtype=torch.bool)
