@@ -78,8 +78,10 @@ def _clamp_fp16(x: torch.Tensor) -> torch.Tensor:
 class LeanT5Step:
     """One decoder forward of a T5-family model with a KV cache: logits [B, q, V] of the `q` fed tokens."""
 
-    def __init__(self, model):
-        why = unsupported(model)
+    def __init__(self, model, *, checked: bool = False):
+        """`checked`: the caller has just asked `unsupported(model)` (the engine, through `resolve` or generate()'s
+        refusal of draft_forward="lean"), so the walk over the model's modules is not repeated."""
+        why = None if checked else unsupported(model)
         if why:
             raise ValueError(f"the lean decoder step cannot run this model: {why}")
         self.config = cfg = model.config

@@ -246,7 +246,7 @@ class ModelState:
         self.enc_dec = bool(model.config.is_encoder_decoder)
         self.rollback_enabled = rollback
         self.cache = new_cache(model, rollback=rollback)
-        self.lean = LeanT5Step(model) if lean else None
+        self.lean = LeanT5Step(model, checked=True) if lean else None     # the engine resolved draft_forward
         layers = getattr(self.cache, "self_attention_cache", self.cache).layers
         self._sliding = any(isinstance(layer, DynamicSlidingWindowLayer) for layer in layers)
         self.cache_len = 0
