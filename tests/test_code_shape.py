@@ -1,4 +1,4 @@
-"""The shape the code promises (README "How it fits together"): short functions in src/, thin scripts, one registry."""
+"""The shape the code promises (docs/harness.md "How it fits together"): short functions in src/, thin scripts, one registry."""
 import ast
 from pathlib import Path
 

@@ -93,7 +93,50 @@ def test_expected_experiments_and_paper_sweep():
     assert cfg.model.checkpoint.endswith("t5-large") and cfg.draft.checkpoint.endswith("t5-small")
     cells = plan_cells(cfg)
     assert sorted({c.k for c in cells if c.method == "stairs"}) == list(range(1, 11))
-    assert {c.method for c in cells} == {"greedy", "stairs", "stairs_cached", "hf_assisted"}
+    assert {c.method for c in cells} == {"greedy", "stairs", "stairs_cached", "hf_assisted", "hf_greedy"}
+
+
+@pytest.mark.parametrize("model,draft,experiment", [("t5_large", "t5_small", "paper_t5_large"),
+                                                    ("t5_3b", "t5_small", "paper_t5_3b"),
+                                                    ("flan_t5_large", "flan_t5_small", None)])
+def test_the_headline_command_is_the_papers_experiment(model, draft, experiment):
+    """`model=t5_large draft=t5_small` (any hub T5 target) composes the paper's experiment: WMT16 En->De with T5's
+    prefix, greedy / stairs / stairs_cached / hf_assisted / hf_greedy at k = 1..10; the command line still wins;
+    the tiny pair keeps its own task."""
+    from stairs_decoding.checks import plan_cells
+
+    cfg = compose_cfg([f"model={model}", f"draft={draft}"])
+    assert cfg.task.name == "wmt_en_de" and cfg.task.loader.prefix == "translate English to German: "
+    assert cfg.task.loader.path == "wmt/wmt16" and cfg.task.num_examples == 100 and cfg.task.max_new_tokens == 128
+    cells = plan_cells(cfg)
+    assert {c.method for c in cells} == {"greedy", "stairs", "stairs_cached", "hf_assisted", "hf_greedy"}
+    assert sorted({c.k for c in cells if c.method == "stairs_cached"}) == list(range(1, 11))
+    assert compose_cfg([f"model={model}"]).draft.name == draft          # the target brings its draft too
+    if experiment:
+        named = OmegaConf.to_container(compose_cfg([f"experiment={experiment}"]))
+        assert {**OmegaConf.to_container(cfg), "run_name": experiment} == named
+    mine = compose_cfg([f"model={model}", f"draft={draft}", "task=cnn_dailymail", "sweep.num_draft_tokens=[2,4]",
+                        "sweep.methods=[greedy,stairs_cached]"])
+    assert mine.task.name == "cnn_dailymail" and [c.k for c in plan_cells(mine)] == [0, 2, 4]
+    assert compose_cfg([]).task.name == "tiny_heldout" and compose_cfg([]).sweep is None
+
+
+def test_the_headline_command_shows_the_papers_experiment_with_cfg_job():
+    p = subprocess.run(RUN + ["model=t5_large", "draft=t5_small", "--cfg", "job"], capture_output=True, text=True,
+                       cwd=ROOT, timeout=60)
+    assert p.returncode == 0, p.stderr
+    shown = OmegaConf.create(p.stdout)
+    assert shown.task.name == "wmt_en_de" and list(shown.sweep.methods) == ["greedy", "stairs", "stairs_cached",
+                                                                            "hf_assisted", "hf_greedy"]
+
+
+def test_shortening_an_experiments_methods_drops_the_removed_methods_entries():
+    from stairs_decoding.checks import plan_cells
+
+    cells = plan_cells(compose_cfg(["experiment=paper_scale_t5_large", "sweep.methods=[greedy,stairs_cached]"]))
+    assert {c.method for c in cells} == {"greedy", "stairs_cached"}
+    with pytest.raises(HarnessError, match=r"sweep.per_method.stairs_cahced: unknown method"):
+        plan_cells(compose_cfg(["experiment=paper_scale_t5_large", "+sweep.per_method.stairs_cahced.alphas=[0.5]"]))
 
 
 GROUPS = {g: sorted(p.stem for p in (ROOT / "conf" / g).glob("*.yaml")) for g in ("model", "draft", "method", "task",
@@ -484,32 +527,80 @@ def test_ctrl_c_exits_130_with_a_resume_hint_and_resume_finishes(tmp_path, pair_
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, (proc.returncode, err[-2000:])
-    assert f"resume=true hydra.run.dir={run_dir}" in err and "Traceback" not in err, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
+    printed = err.split("continue with: ", 1)[1].splitlines()[0]
+    assert printed == f"python {RUN[1]} resume={run_dir}", err[-2000:]
     written = lines(results)
     assert 1 <= len(written) < 2 * LONG
     assert (run_dir / "summary.csv").exists()          # the summary of what was finished
-    p = run(args + ["resume=true"], env)
+    config = (run_dir / "config.yaml").read_text()
+    # the printed command, as printed (its `python` is the one on PATH: this venv's first)
+    path_env = {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}
+    p = subprocess.run(printed, shell=True, env=path_env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert p.returncode == 0, p.stderr[-3000:]
+    assert f"resume: {len(written)} of {2 * LONG} cell runs" in p.stderr and f"{2 * LONG - len(written)} remain" \
+        in p.stderr, p.stderr[-2000:]
     after = lines(results)
     assert len(after) == 2 * LONG and after[:len(written)] == written
+    assert len({(r["example_id"], r["method"], r["k"]) for r in after}) == 2 * LONG     # none lost, none repeated
+    assert (run_dir / "config.yaml").read_text() == config                          # never overwritten
+
+
+def test_resume_from_the_run_directory_alone(tmp_path, pair_dir, env):
+    """resume=<run dir> reloads the run's own overrides; one that changes results is refused by name and does not
+    become the run's saved command; harmless ones (progress) pass; a directory that is no run is refused."""
+    run_dir = tmp_path / "run"
+    args = ["experiment=smoke", "logger=none", "task.num_examples=2", "sweep.methods=[stairs_cached]",
+            "sweep.num_draft_tokens=[2]", "warmup_examples=0", f"hydra.run.dir={run_dir}", *pair_args(pair_dir)]
+    assert run(args, env).returncode == 0
+    full = lines(run_dir / "results.jsonl")
+    (run_dir / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in full[:2]))
+    p = run([f"resume={run_dir}", "task.num_examples=3"], env)
+    assert p.returncode == 2 and "task.num_examples (2 -> 3)" in p.stderr, p.stderr[-2000:]
+    p = run([f"resume={run_dir}", "progress=false"], env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "resume: 2 of 4 cell runs" in p.stderr and "2 remain" in p.stderr, p.stderr[-2000:]
+    after = lines(run_dir / "results.jsonl")
+    assert after[:2] == full[:2] and len({(r["example_id"], r["method"]) for r in after}) == len(after) == 4
+    p = run([f"resume={tmp_path}"], env)
+    assert p.returncode == 2 and "not a run directory" in p.stderr
 
 
 @pytest.mark.parametrize("overrides,needle", [
-    (["model=no_such_model"], "model/no_such_model"),
+    (["model=no_such_model"], "unknown model 'no_such_model'; valid options: flan_t5_base"),
+    (["method=stairs_cahced"], "unknown method 'stairs_cahced'; valid options: draft_greedy"),
+    (["task.num_exampels=3"], "unknown key task.num_exampels; did you mean task.num_examples"),
+    (["method.num_draft_tokens=1,2"], "is a sweep (several values): add -m"),
+    (["model=t5_large", "method=lookup"], "this run's cells come from sweep.methods"),
+    (["model=t5_large_arch", "draft=t5_small_arch"], "python scripts/run.py experiment=paper_scale_t5_large"),
+    (["hydra.run.dir=/etc/hostname/run"], "run directory /etc/hostname/run cannot be made: /etc/hostname is a file"),
+    (["hydra.run.dir=/proc/no/run"], "run directory /proc/no/run is not writable"),
+    (["task.loader.path=/no/such/file.jsonl"], "task file '/no/such/file.jsonl' does not exist"),
+    (["resume=/no/such/run"], "resume=/no/such/run: no such run directory"),
     (["draft=t5_small"], "vocabulary"),
     (["method.num_draft_tokens=0"], "num_draft_tokens (k) must be an integer >= 1, got 0"),
     (["model=t5_large", "draft=t5_small"], "experiment=tiny_cpu"),
 ])
 def test_bad_overrides_exit_with_one_readable_line(tmp_path, env, overrides, needle):
-    p = run(overrides + [f"hydra.run.dir={tmp_path / 'bad'}"], env, timeout=60)
-    assert p.returncode != 0
-    assert "Traceback" not in p.stderr, p.stderr[-2000:]
+    """One `error:` line, exit status 2, no traceback, and no run folder left behind."""
+    p = run([f"hydra.run.dir={tmp_path / 'bad'}"] + overrides, env, timeout=60)
+    assert p.returncode == 2, p.stderr[-2000:]
     assert needle in p.stderr, p.stderr[-2000:]
-    if p.returncode == 2:
-        errors = [line for line in p.stderr.splitlines() if line.startswith("error: ")]
-        assert len(errors) == 1
-    if "t5_large" in overrides:
+    assert [line for line in p.stderr.splitlines() if line.strip()] == \
+        [line for line in p.stderr.splitlines() if line.startswith("error: ")], p.stderr[-2000:]
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists(), list((tmp_path / "bad").rglob("*"))
+    if "model=t5_large" in overrides and "draft=t5_small" in overrides:
         assert "t5-large" in p.stderr
+
+
+def test_a_malformed_task_file_names_the_file_and_line(tmp_path, env):
+    bad = tmp_path / "task.jsonl"
+    bad.write_text('{"id": "a", "source": "compress: x", "target": "x"}\n{"id": "b", "source": oops}\n')
+    p = run([f"task.loader.path={bad}", f"hydra.run.dir={tmp_path / 'run'}"], env, timeout=60)
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == \
+        [f"error: task file {bad}: line 2 is not valid JSON (Expecting value, column 23)"], p.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.skipif(not SHIPPED, reason="models/tiny-t5 not present (scripts/train_tiny_pair.py)")
@@ -637,3 +728,25 @@ def test_sampling_run_end_to_end(tmp_path, pair_dir, env):
     written = report.make_all([tmp_path / "a"], tmp_path / "figs")
     assert {p.name for p in written} == {"sampling.png", "sampling.pdf", "sampling.md"}
     assert "0.8" in (tmp_path / "figs" / "sampling.md").read_text()
+
+
+def test_labels_say_what_was_loaded_not_the_config_name(tmp_path, pair_dir, env):
+    """model=t5_large pointed at other weights is labelled by those weights (records, env.json, console, tables),
+    and the paper's percentages do not appear beside it."""
+    run_dir = tmp_path / "relabelled"
+    p = run(["model=t5_large", "draft=t5_small", "task=tiny_heldout", "sweep.methods=[greedy,stairs]",
+             "sweep.num_draft_tokens=[2]", "task.num_examples=2", "task.max_new_tokens=8", "warmup_examples=0",
+             "logger=none", "progress=false", f"hydra.run.dir={run_dir}", *pair_args(pair_dir)], env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    target, draft = str(pair_dir / "target"), str(pair_dir / "draft")
+    recs = lines(run_dir / "results.jsonl")
+    assert {(r["model"], r["draft"]) for r in recs} == {(target, draft)}
+    loaded = json.loads((run_dir / "env.json").read_text())["loaded"]
+    assert loaded["target"]["checkpoint"] == target and loaded["target"]["config"] == "t5_large"
+    assert loaded["target"]["fingerprint"] != loaded["draft"]["fingerprint"]
+    assert f"{target} + draft {draft}" in p.stdout and "t5_large" not in p.stdout
+    from stairs_decoding import report
+
+    report.make_all([run_dir], tmp_path / "figs")
+    table = (tmp_path / "figs" / "time_reduction.md").read_text()
+    assert target in table and "17.24" not in table and "paper" not in table

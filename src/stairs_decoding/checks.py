@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import config as _config
 from .errors import HarnessError
 from .methods import METHODS, OPTION_DEFAULTS, SCHEDULES
-from .models import check_available, check_pair_config, is_none_node, node_name
+from .models import check_available, check_pair_config, is_none_node, node_label, node_name
 from .records import Cell, Record
 from .run_files import CONFIG_FILE, RESULTS_FILE, write_summary
 
@@ -133,8 +133,10 @@ def _axes(cfg: DictConfig) -> tuple[list, list, list, str, dict, str]:
     per = _per_method(sweep, controlled)
     methods = _list(sweep.get("methods"), "sweep.methods") if sweep.get("methods") is not None else [cfg.method.name]
     for name in per:
-        if name not in methods:
-            raise HarnessError(f"sweep.per_method.{name}: {name!r} is not in sweep.methods {methods}")
+        if name not in METHODS:
+            raise HarnessError(f"sweep.per_method.{name}: unknown method {name!r}; valid methods: "
+                               f"{', '.join(METHODS)}")
+    per = {name: own for name, own in per.items() if name in methods}   # a method left out: its entry has no cell
     return (methods, _list(ks, "sweep.num_draft_tokens") if ks is not None else [cfg.method.get("num_draft_tokens")],
             _list(alphas, "sweep.alphas") if alphas is not None else [controlled],
             sweep.get("schedule", schedule) or schedule, per, "sweep")
@@ -275,36 +277,37 @@ def config_differences(saved: dict, current: dict, ignore=RESUME_MAY_CHANGE) -> 
 
 
 def check_resume(cfg: DictConfig, run_dir: Path) -> None:
-    """A results.jsonl in `run_dir` may only be continued (resume=true) by the configuration that made it."""
-    results_path = run_dir / RESULTS_FILE
-    if not (results_path.exists() and results_path.stat().st_size > 0):
+    """A results.jsonl in `run_dir` may only be continued (resume=true) by the configuration that made it; a resumed
+    directory's config.yaml is compared even before its first record."""
+    results_path, saved_path = run_dir / RESULTS_FILE, run_dir / CONFIG_FILE
+    has_results = results_path.exists() and results_path.stat().st_size > 0
+    again = f"python scripts/run.py resume={run_dir}"
+    if has_results and not cfg.get("resume", False):
+        raise HarnessError(f"{results_path} already exists; continue it with {again} (or resume=true), or choose "
+                           "another hydra.run.dir")
+    if not cfg.get("resume", False) or not (has_results or saved_path.exists()):
         return
-    if not cfg.get("resume", False):
-        raise HarnessError(f"{results_path} already exists; pass resume=true to continue it, or choose another "
-                           "hydra.run.dir")
     root = _config.repo_root()
     current = portable(OmegaConf.to_container(cfg, resolve=True), root)
-    saved_path = run_dir / CONFIG_FILE
     if saved_path.exists():
         saved = portable(OmegaConf.to_container(OmegaConf.load(saved_path), resolve=False), root)
         diff = config_differences(saved, current)
         if diff:
             more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""
             raise HarnessError(f"resume: {run_dir} was made by another configuration: {'; '.join(diff[:4])}{more}; "
-                               "resume with the same settings, or choose another hydra.run.dir")
+                               f"continue it with its own settings ({again}), or choose another hydra.run.dir")
         return
-    names = (node_name(cfg.model), node_name(cfg.draft), str(cfg.task.name))
+    names = (node_label(cfg.model), node_label(cfg.draft), str(cfg.task.name))
     for line in results_path.read_text().splitlines():
         try:
             r = json.loads(line)
         except ValueError:
             continue
-        if (r.get("model"), r.get("draft"), r.get("task")) != names:
+        if (r.get("model"), r.get("draft"), r.get("task")) not in (names, (node_name(cfg.model),
+                                                                            node_name(cfg.draft), names[2])):
             raise HarnessError(f"{results_path} holds results of model={r.get('model')} draft={r.get('draft')} "
                                f"task={r.get('task')}, not of this configuration; choose another hydra.run.dir")
         break
-
-
 
 
 def check_outputs(run_dir: Path) -> None:
@@ -335,6 +338,23 @@ def check_outputs(run_dir: Path) -> None:
         probe.unlink(missing_ok=True)
 
 
+def check_architecture_task(cfg: DictConfig) -> None:
+    """An architecture-only model (random weights, no tokenizer) runs token-id prompts only: a text task is refused
+    with the command that times that architecture."""
+    node = cfg.model
+    if not node.get("architecture") or node.get("tokenizer"):
+        return
+    if "random_token_examples" in str(cfg.task.loader.get("_target_")):
+        return
+    name = node_name(node)
+    experiment = f"paper_scale_{name.removesuffix('_arch')}"
+    known = (Path(_config.conf_dir()) / "experiment" / f"{experiment}.yaml").is_file()
+    command = f"experiment={experiment}" if known else f"experiment=paper_scale_t5_large model={name}"
+    raise HarnessError(f"model={name} is the {node.architecture} architecture with random weights and no tokenizer: "
+                       f"it cannot run the text task {cfg.task.name!r}. Time it with its random prompts and a draft "
+                       f"of set acceptance: python scripts/run.py {command}")
+
+
 def plan(cfg: DictConfig, run_dir: Path) -> list[Cell]:
     """Every cheap check, in the order a user would want to hear about them; returns the run's cells."""
     cells = plan_cells(cfg)
@@ -344,6 +364,7 @@ def plan(cfg: DictConfig, run_dir: Path) -> list[Cell]:
         raise HarnessError(f"method(s) {', '.join(needing)} need a draft model, but draft=none; "
                            "choose one, e.g. draft=tiny_draft")
     check_counts(cfg)
+    check_architecture_task(cfg)
     check_pair_config(cfg.model, cfg.draft if has_draft else None)
     check_available(cfg.model)
     check_available(cfg.draft if has_draft else None)

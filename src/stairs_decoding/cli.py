@@ -20,3 +20,12 @@ def run(main: Callable[[], object], *, on_interrupt: Callable[[], str] | None = 
         print("\ninterrupted" + (f": {on_interrupt()}" if on_interrupt else ""), file=sys.stderr, flush=True)
         return 130
     return int(result or 0)
+
+
+def checked(check: Callable[[], object]):
+    """`check()`'s result; after a `StairsError` its `error:` line and exit status 2 (for checks before Hydra)."""
+    try:
+        return check()
+    except StairsError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)

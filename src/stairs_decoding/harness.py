@@ -28,8 +28,8 @@ from . import config as _config
 from .checks import cell_options, plan, portable
 from .generation import generate
 from .methods import METHODS
-from .models import (build_model, check_pair_models, is_none_node, load_tokenizer, node_name, resolve_device,
-                     resolve_dtype, share_encoder)
+from .models import (build_model, check_pair_models, describe_loaded, is_none_node, load_tokenizer, node_label,
+                     node_name, resolve_device, resolve_dtype, share_encoder)
 from .records import Cell, Record
 from .run_files import (CONFIG_FILE, COST_FILE, ENV_FILE, RESULTS_FILE, SUMMARY_FILE, ResultsWriter, environment,
                       write_json, write_summary)
@@ -63,6 +63,7 @@ class Pair:
     tokenizer: object | None
     controlled: object | None = None
     shared_encoder: bool = False
+    loaded: dict = field(default_factory=dict)     # env.json "loaded": per role, what was loaded (describe_loaded)
 
 
 def load_pair(cfg: DictConfig, device, examples: list[dict]) -> Pair:
@@ -71,8 +72,9 @@ def load_pair(cfg: DictConfig, device, examples: list[dict]) -> Pair:
     tokenizer = load_tokenizer(cfg.model) if any("input_ids" not in ex for ex in examples) else None
     target = build_model(cfg.model, dtype=str(cfg.dtype), device=str(device))
     draft = build_model(cfg.draft, dtype=str(cfg.dtype), device=str(device)) if has_draft else None
-    check_pair_models(target, draft, node_name(cfg.model), node_name(cfg.draft))
-    pair = Pair(target, draft, tokenizer, shared_encoder=share_encoder(target, draft))
+    check_pair_models(target, draft, node_label(cfg.model), node_label(cfg.draft))
+    loaded = {"target": describe_loaded(target, cfg.model), "draft": describe_loaded(draft, cfg.draft)}
+    pair = Pair(target, draft, tokenizer, shared_encoder=share_encoder(target, draft), loaded=loaded)
     if has_draft and cfg.draft.get("alpha") is not None:
         from .paper_scale import ControlledDraft
 
@@ -178,11 +180,16 @@ def _relative_run_dir(run_dir: Path, root: str) -> str:
 
 
 def describe_run(cfg: DictConfig, run_dir: Path, device, pair: Pair | None, resumed: bool) -> dict:
-    """config.yaml (portable) and env.json (versions, device, the pair; earlier sessions kept on resume)."""
+    """config.yaml (portable; a resumed run keeps the one that made it) and env.json (versions, device, the pair as
+    loaded; earlier sessions kept on resume)."""
     root = _config.repo_root()
-    OmegaConf.save(OmegaConf.create(portable(OmegaConf.to_container(cfg, resolve=True), root)), run_dir / CONFIG_FILE)
+    if not (resumed and (run_dir / CONFIG_FILE).exists()):
+        OmegaConf.save(OmegaConf.create(portable(OmegaConf.to_container(cfg, resolve=True), root)),
+                       run_dir / CONFIG_FILE)
     env = environment(device=device, dtype=str(cfg.dtype), seed=int(cfg.get("seed", 0)), repo=root)
-    env.update(model=node_name(cfg.model), draft=node_name(cfg.draft), task=str(cfg.task.name),
+    env.update(model=node_label(cfg.model), draft=node_label(cfg.draft), task=str(cfg.task.name),
+               configs={"model": node_name(cfg.model), "draft": node_name(cfg.draft)},
+               loaded=pair.loaded if pair is not None else None,
                run_dir=_relative_run_dir(run_dir, root),
                draft_shares_target_encoder=pair.shared_encoder if pair is not None else None,   # None: not loaded
                architecture_only=bool(cfg.model.get("architecture")),
@@ -224,7 +231,10 @@ def start_tracker(cfg: DictConfig, run_dir: Path):
     if not (cfg.get("logger") and cfg.logger.get("_target_")):
         return None
     tracker = instantiate(cfg.logger)
-    tracker.start(config=OmegaConf.to_container(cfg, resolve=True), run_dir=str(run_dir), name=cfg.get("run_name"))
+    config = {**OmegaConf.to_container(cfg, resolve=True), "loaded": {"target": node_label(cfg.model),
+                                                                       "draft": node_label(cfg.draft)}}
+    tracker.start(config=config, run_dir=str(run_dir),
+                  name=cfg.get("run_name") or f"{node_label(cfg.model)} <- {node_label(cfg.draft)}")
     return tracker
 
 
@@ -309,7 +319,7 @@ def run_examples(runner: Runner, cells: list[Cell], todo: list[dict], timed: lis
     from tqdm import tqdm
 
     cfg = runner.cfg
-    run_info = {"model": node_name(cfg.model), "draft": node_name(cfg.draft), "task": str(cfg.task.name),
+    run_info = {"model": node_label(cfg.model), "draft": node_label(cfg.draft), "task": str(cfg.task.name),
                 "device": str(runner.device), "dtype": str(cfg.dtype)}
     greedy_tokens = {r.ref: r.tokens for r in records if r.method == "greedy"}
     todo_ids = {ex["id"] for ex in todo}
@@ -356,7 +366,7 @@ def print_report(cfg: DictConfig, rows: list[dict], n_examples: int, device, run
             ci = (f" (95 % CI {c_row['cost_ratio_ci95_low']:.3f}–{c_row['cost_ratio_ci95_high']:.3f})"
                   if c_row.get("cost_ratio_ci95_low") is not None else "")
             cs.append(f"{c_row['cost_ratio_c']:.3f}{ci}" + (" with the lean draft step" if forward == "lean" else ""))
-    print(f"\n{node_name(cfg.model)} + draft {node_name(cfg.draft)} on {cfg.task.name} ({n_examples} examples, "
+    print(f"\n{node_label(cfg.model)} + draft {node_label(cfg.draft)} on {cfg.task.name} ({n_examples} examples, "
           f"device {device}, {torch.get_num_threads()} threads, {cfg.dtype}); c measured = "
           f"{'; '.join(cs) or 'nan'}")
     print(format_table(rows))
@@ -391,13 +401,16 @@ def run_experiment(cfg: DictConfig, run_dir: str | os.PathLike) -> list[dict]:
     writer = ResultsWriter(run_dir / RESULTS_FILE)   # repairs a torn last line; `done` = finished cells
     records = [Record.from_dict(d) for d in writer.existing]
     todo = [ex for ex in timed if any(c.key(ex["id"]) not in writer.done for c in cells)]
-    if skipped := len(timed) - len(todo):
-        _warn(f"resume: {skipped} of {len(timed)} example(s) already complete in {run_dir / RESULTS_FILE}")
+    if cfg.get("resume"):
+        total = len(cells) * len(timed)
+        finished = sum(c.key(ex["id"]) in writer.done for c in cells for ex in timed)
+        _warn(f"resume: {finished} of {total} cell runs (cells x examples) finished in {run_dir / RESULTS_FILE}; "
+              f"{total - finished} remain")
     pair = tracker = None
     env, rows, cost = {}, [], {"cost_ratio_c": math.nan}
     try:
         pair = load_pair(cfg, device, timed + warm) if todo else None   # nothing left to run: summary only
-        env = describe_run(cfg, run_dir, device, pair, resumed=bool(records))
+        env = describe_run(cfg, run_dir, device, pair, resumed=bool(cfg.get("resume")))
         tracker = start_tracker(cfg, run_dir)
         if todo:
             runner = Runner(cfg, pair, device)
@@ -415,13 +428,44 @@ def run_experiment(cfg: DictConfig, run_dir: str | os.PathLike) -> list[dict]:
     return rows
 
 
+def resume_command(run_dir) -> str:
+    """The command that continues the run in `run_dir` (printed after Ctrl-C): this script, as it was invoked."""
+    import shlex
+
+    return f"python {shlex.quote(sys.argv[0])} resume={shlex.quote(str(run_dir))}"
+
+
+# What a run directory holds when its run failed before anything of its own was written (Hydra's files, our probes).
+_EMPTY_RUN_FILES = {".hydra", CONFIG_FILE, ENV_FILE, COST_FILE, RESULTS_FILE, SUMMARY_FILE}
+
+
+def remove_if_empty(run_dir: Path) -> bool:
+    """Delete a run directory that holds no record (only Hydra's files, empty logs, this run's own description) so
+    that a failed run leaves no empty folder behind; anything else in it keeps it. True when removed."""
+    import shutil
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return False
+    for entry in run_dir.iterdir():
+        if entry.name in (RESULTS_FILE, SUMMARY_FILE) and entry.stat().st_size > 0:
+            return False
+        if entry.name not in _EMPTY_RUN_FILES and not (entry.suffix == ".log" and entry.stat().st_size == 0):
+            return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True
+
+
 def cli_main(cfg: DictConfig) -> None:
-    """Entry point for scripts/run.py (user errors: one line, exit 2 — see cli.run)."""
+    """Entry point for scripts/run.py (user errors: one line, exit 2 — see cli.run). A run that fails before its
+    first record leaves no run directory behind."""
     from hydra.core.hydra_config import HydraConfig
 
     run_dir = HydraConfig.get().runtime.output_dir
     code = cli.run(lambda: run_experiment(cfg, run_dir) and None,
-                   on_interrupt=lambda: f"finished cells are in {Path(run_dir) / RESULTS_FILE}; continue with "
-                                        f"resume=true hydra.run.dir={run_dir}")
+                   on_interrupt=lambda: f"finished cells are in {Path(run_dir) / RESULTS_FILE}; continue with: "
+                                        f"{resume_command(run_dir)}")
+    if code == 2 and not cfg.get("resume"):
+        remove_if_empty(Path(run_dir))
     if code:
         sys.exit(code)

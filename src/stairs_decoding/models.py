@@ -287,3 +287,69 @@ def check_pair_models(target, draft, model_name: str, draft_name: str) -> None:
     if bool(target.config.is_encoder_decoder) != bool(draft.config.is_encoder_decoder):
         raise HarnessError(f"draft {draft_name!r} and target {model_name!r} must both be encoder-decoder or both "
                            "decoder-only")
+
+
+# -- what was loaded: the label a run goes by, and the facts behind it ---------------------------------------------
+def node_label(node) -> str:
+    """What a run calls the model a node loads: the hub id of its checkpoint (with "@<revision>" when the node pins
+    one), or its local path (relative to the checkout when inside it); a node without a checkpoint (an
+    architecture with random weights, a controlled draft) goes by its config name. A config name such as
+    `t5_large` thus labels nothing the user pointed elsewhere (model.checkpoint=...)."""
+    if is_none_node(node):
+        return "none"
+    d = _node_dict(node)
+    checkpoint = d.get("checkpoint")
+    if not checkpoint or not isinstance(checkpoint, str):
+        return node_name(node)
+    if _is_local(checkpoint):
+        from .config import repo_root
+
+        path = os.path.abspath(os.path.expanduser(checkpoint))
+        root = os.path.abspath(repo_root())
+        return os.path.relpath(path, root) if path.startswith(root + os.sep) else checkpoint
+    return checkpoint + (f"@{d['revision']}" if d.get("revision") else "")
+
+
+def hub_commit(checkpoint: str, revision: str | None) -> str | None:
+    """The hub commit a checkpoint's files were loaded from (its snapshot in the local cache, which from_pretrained
+    has just filled or read); the pinned revision, or None, for a local directory or when the cache cannot say."""
+    if _is_local(checkpoint):
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        from transformers.utils.hub import extract_commit_hash
+
+        path = try_to_load_from_cache(checkpoint, "config.json", revision=revision)
+        return extract_commit_hash(path, None) if isinstance(path, str) else revision
+    except Exception:  # noqa: BLE001 — a label's detail, never a reason to stop a run
+        return revision
+
+
+def weights_fingerprint(model) -> str:
+    """12 hex digits of a hash over every tensor's name, shape, dtype and first and last 64 values (as loaded, in
+    the run's dtype): cheap at any size, and different for different weights in practice."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=6)
+    for name, t in sorted(model.state_dict().items()):
+        flat = t.detach().reshape(-1)
+        sample = torch.cat([flat[:64], flat[-64:]]).to("cpu").contiguous()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
+        h.update(sample.view(torch.uint8).numpy().tobytes() if sample.numel() else b"")
+    return h.hexdigest()
+
+
+def describe_loaded(model, node) -> dict | None:
+    """env.json's record of one loaded model: its label and config name, checkpoint and revision (the hub commit
+    its files came from, when loaded from the hub or its cache), architecture, size and weight fingerprint."""
+    if model is None:
+        return None
+    d, cfg = _node_dict(node), model.config
+    checkpoint = d.get("checkpoint") if isinstance(d.get("checkpoint"), str) else None
+    return {"label": node_label(node), "config": node_name(node), "checkpoint": node_label(node) if checkpoint else None,
+            "revision": hub_commit(checkpoint, d.get("revision")) if checkpoint else None,
+            "architecture": d.get("architecture") or (cfg.architectures or [type(model).__name__])[0],
+            "class": type(model).__name__, "model_type": cfg.model_type,
+            "random_weights": bool(d.get("architecture")),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "fingerprint": weights_fingerprint(model)}

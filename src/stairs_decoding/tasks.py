@@ -41,9 +41,26 @@ def jsonl_examples(path: str, *, split: str = "train", source_field: str = "sour
 
     if not os.path.isfile(path):
         raise HarnessError(f"task file {path!r} does not exist")
+    check_jsonl(path)
     ds = datasets.load_dataset("json", data_files={split: path}, split=split)
     return _rows_to_examples(ds, source_field=source_field, reference_field=reference_field, id_field=id_field,
                              prefix=prefix, id_prefix=f"{split}-")
+
+
+def check_jsonl(path: str) -> None:
+    """Every non-blank line of a JSONL task file is one JSON object: else one error naming the file and the line."""
+    import json
+
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise HarnessError(f"task file {path}: line {n} is not valid JSON ({e.msg}, column {e.colno})") from None
+            if not isinstance(row, dict):
+                raise HarnessError(f"task file {path}: line {n} is a JSON {type(row).__name__}, not an object")
 
 
 def hub_examples(path: str, *, name: str | None = None, split: str = "test", source_field: str,
