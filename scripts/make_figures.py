@@ -3,8 +3,9 @@
     python scripts/make_figures.py results [--out paper_figures]
 
 Runs without a controlled draft give time_vs_k, inference_time, acceptance, k_sweep and time_reduction.{md,tex};
-controlled-draft α sweeps (experiment=paper_scale_*) give paper_scale_alpha. All plotting lives in
-stairs_decoding.report (the notebooks call the same functions).
+runs with batches give throughput_vs_batch and batch_throughput.md; runs that sample give sampling and sampling.md;
+controlled-draft α sweeps (experiment=paper_scale_*) give paper_scale_alpha. All plotting lives in the package
+stairs_decoding.report, one module per figure family (report.FIGURES; the notebooks call the same functions).
 """
 import argparse
 import os

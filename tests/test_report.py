@@ -35,13 +35,13 @@ def _captured_figures(monkeypatch, runs, tmp_path):
     from stairs_decoding import report
 
     figs = {}
-    real = report.save_figure
+    real = report.style.save_figure
 
     def keep(fig, out_dir, name):
         figs[name] = fig
         return real(fig, out_dir, name)
 
-    monkeypatch.setattr(report, "save_figure", keep)
+    monkeypatch.setattr(report.style, "save_figure", keep)
     monkeypatch.setattr(plt, "close", lambda *a, **k: None)
     report.make_all(runs, tmp_path)
     return figs
@@ -113,7 +113,7 @@ def test_alpha_sweep_points_carry_their_ci_and_the_tables_best_k(monkeypatch, tm
     assert len(fig.axes) == sweep.model.nunique()
     for ax in fig.axes:
         title = ax.get_title()
-        model = next(m for m in best.model.unique() if report._arch_key(m) + " target" in title)
+        model = next(m for m in best.model.unique() if report.arch_key(m) + " target" in title)
         sub = best[best.model == model]
         assert "k swept:" in title and "95 % CI" in title
         notes = [t.get_text() for t in ax.texts]
@@ -145,3 +145,87 @@ def test_committed_notebooks_show_their_outputs(name):
     text = json.dumps(nb)
     assert str(ROOT) not in text and "results/tiny_cpu" in text
     assert (ROOT / "notebooks" / f"{name}.ipynb").stat().st_size < 400_000   # small enough to diff
+
+
+def _summary(**pair):
+    """A one-pair summary frame: greedy, stairs k=2 and the draft alone, with the given model/draft labels."""
+    import pandas as pd
+
+    from stairs_decoding.report import pair_label
+
+    rows = [dict(method=m, k=k, mean_s=s, speedup=sp, time_reduction_pct=100 * (1 - 1 / sp), alpha=a,
+                 bound_speedup=b, exact_match_rate=e, bleu_vs_greedy=100.0 * e, bleu_vs_ref=30.0, **pair)
+            for m, k, s, sp, a, b, e in (("greedy", 0, 1.0, 1.0, None, 1.0, 1.0), ("stairs", 2, 0.8, 1.25, 0.7, 1.5, 1.0),
+                                         ("draft_greedy", 0, 0.2, 5.0, None, None, 0.1))]
+    df = pd.DataFrame(rows)
+    df["pair"] = [pair_label(m, d) for m, d in zip(df.model, df.draft)]
+    return df
+
+
+@pytest.mark.parametrize("model, draft, paper", [
+    ("google-t5/t5-large", "google-t5/t5-small", 17.24), ("t5-3b@abc123", "t5-small", 9.58),
+    ("google-t5/t5-3b", "google-t5/t5-small@main", 9.58), ("models/tiny-t5/target", "models/tiny-t5/draft", None),
+    ("tiny_target", "tiny_draft", None), ("t5_large", "t5_small", None), ("t5_large_arch", "t5_small_arch", None),
+    ("google-t5/t5-large", "models/tiny-t5/draft", None)])
+def test_paper_column_only_beside_the_papers_checkpoints(tmp_path, model, draft, paper):
+    """The paper's value sits in its own column, on its stairs method's rows, only for a pair of the paper's
+    checkpoints (hub ids, a revision allowed); otherwise the column is not in the written table at all, and the
+    figure caption says the pair is not the paper's result."""
+    from stairs_decoding import report
+
+    summary = _summary(model=model, draft=draft, task="t", run_dir=str(tmp_path))
+    assert report.paper_pair(model, draft) == ({17.24: "t5-large", 9.58: "t5-3b"}.get(paper))
+    table = report.reduction_table(summary)
+    column = table[report.tables.PAPER_COLUMN]
+    assert (list(column[table.method == "stairs"]) == [paper]) if paper else column.isna().all()
+    md = report.write_table(table, tmp_path, not_exact=report.not_exact_table(summary))[0].read_text()
+    assert (report.tables.PAPER_COLUMN in md) == bool(paper) and (f"{paper:.2f}" in md if paper else True)
+    caption = report.runs_caption(summary)
+    assert ("not the paper's T5 result" in caption) == (paper is None)
+
+
+def test_methods_that_are_not_exact_are_kept_apart_from_time_reductions(tmp_path):
+    """The draft alone (registry: exact=False) is not a row of the time-reduction table nor a bar of the figure; it
+    is in a block of its own under a heading that says it is not exact, without a speed-up or time reduction."""
+    from stairs_decoding import report
+    from stairs_decoding.methods import METHODS
+
+    not_exact = {m for m, d in METHODS.items() if not d.exact}
+    assert not_exact
+    summary = _summary(model="tiny_target", draft="tiny_draft", task="t", run_dir=str(tmp_path))
+    assert not set(report.reduction_table(summary).method) & not_exact
+    apart = report.not_exact_table(summary)
+    assert set(apart.method) == not_exact & set(summary.method)
+    assert not {"speed-up", "time reduction %"} & set(apart.columns)
+    md, tex = report.write_table(report.reduction_table(summary), tmp_path, not_exact=apart)
+    main, _, rest = md.read_text().partition(report.tables.NOT_EXACT_HEADING)
+    assert rest and all(m not in main for m in not_exact) and all(m.replace("_", "\\_") in tex.read_text() or m in
+                                                                  tex.read_text() for m in not_exact)
+    assert "time reduction" not in rest.split("\n\n", 1)[1]
+
+
+def test_committed_tables_have_no_empty_column_and_no_not_exact_time_reduction():
+    """Every markdown table in paper_figures/ has a value in each of its columns; time_reduction.md holds the
+    methods that are not exact only below their heading."""
+    from stairs_decoding import report
+    from stairs_decoding.methods import METHODS
+
+    for path in sorted((ROOT / "paper_figures").rglob("*.md")):
+        for block in path.read_text().split("\n\n"):
+            lines = [ln for ln in block.splitlines() if ln.startswith("|")]
+            if not lines:
+                continue
+            cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
+            for j, name in enumerate(c.strip() for c in lines[0].strip("|").split("|")):
+                assert any(row[j] for row in cells), (path.name, name)
+    main = (ROOT / "paper_figures" / "time_reduction.md").read_text().partition(report.tables.NOT_EXACT_HEADING)[0]
+    assert not [m for m, d in METHODS.items() if not d.exact and f"| {m} " in main]
+
+
+def test_a_new_figure_is_one_module_in_the_registry():
+    """make_all draws what report.FIGURES lists: each entry names its run kind and has make()."""
+    from stairs_decoding import report
+
+    kinds = {"plain", "batched", "sampling", "alpha"}
+    assert all(m.KIND in kinds and callable(m.make) for m in report.FIGURES)
+    assert {m.KIND for m in report.FIGURES} == kinds

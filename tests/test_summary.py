@@ -103,3 +103,48 @@ def test_records_round_trip_and_old_schema_reads_with_defaults():
     assert back.schema == 1 and back.k == 0 and back.example_id == "5" and back.alpha_requested is None
     assert Cell("stairs", 3, 0.7).key("5") == back.key()[:1] + ("stairs", 3, 0.7, 1, "constant", 0.0)
     assert Cell("stairs", 3, 0.7).label == "stairs@k=3,alpha=0.7" and Cell("greedy").label == "greedy"
+
+
+def test_console_table_names_the_mean_and_keeps_methods_that_are_not_exact_apart():
+    """The time column is the mean (the statistic the speed-up is built from) and says so; the draft alone sits
+    below the exact methods under its own heading, without speed-up or time reduction; no column is empty in every
+    row."""
+    from stairs_decoding.summary import NOT_EXACT_HEADING
+
+    records = [rec(i, "greedy", 0, t) for i, t in enumerate((1.0, 3.0))]
+    records += [rec(i, "stairs_cached", 2, t, accepted=[1], rejections=1) for i, t in enumerate((0.5, 2.5))]
+    records += [rec(i, "draft_greedy", 0, t) for i, t in enumerate((0.2, 0.4))]
+    rows = clean(summary_rows(records, cost_ratio_c=0.25))
+    text = format_table(rows)
+    exact, _, apart = text.partition(NOT_EXACT_HEADING)
+    header = exact.splitlines()[0]
+    assert "mean s/ex" in header and "median" not in text
+    assert "1.5000" in exact and "2.0000" in exact                     # the means (the medians are the same here)
+    assert "draft_greedy" in apart and "draft_greedy" not in exact
+    apart_header = apart.strip().splitlines()[0]
+    assert "speed-up" not in apart_header and "time red." not in apart_header and "mean s/ex" in apart_header
+    assert "alpha req." not in header and "tok/call" in header         # all empty: left out; filled: kept
+    assert "speed-up = greedy's total seconds" in text
+
+
+def test_every_summary_column_has_a_meaning_and_the_docs_are_generated():
+    """summary_columns.COLUMNS covers every column of every committed summary.csv and of a freshly computed
+    summary, run_files.SUMMARY_COLUMNS is its order, and docs/summary_columns.md is what the generator writes."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from stairs_decoding import summary_columns
+    from stairs_decoding.run_files import SUMMARY_COLUMNS
+
+    root = Path(__file__).resolve().parents[1]
+    meanings = summary_columns.COLUMNS
+    assert SUMMARY_COLUMNS == list(meanings) and all(t.strip() for t in meanings.values())
+    committed = sorted(root.glob("results/*/summary.csv"))
+    assert committed
+    for path in committed:
+        assert not [c for c in pd.read_csv(path).columns if c not in meanings], path
+    records = [rec(0, "greedy", 0, 1.0), rec(0, "stairs", 2, 0.5, accepted=[1], rejections=1, alpha=0.5)]
+    fresh = summary_rows(records, cost_ratio_c=0.2)
+    assert not [c for r in fresh for c in r if c not in meanings]
+    assert (root / "docs" / "summary_columns.md").read_text(encoding="utf-8") == summary_columns.markdown()

@@ -15,29 +15,17 @@ import sys
 import warnings
 from pathlib import Path
 
+from .summary_columns import COLUMNS as SUMMARY_COLUMN_MEANINGS
+
 RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.csv"
 ENV_FILE = "env.json"
 CONFIG_FILE = "config.yaml"
 COST_FILE = "cost_ratio.json"
 
-SUMMARY_COLUMNS = ["method", "k", "n", "median_s", "mean_s", "ci95_low", "ci95_high", "tokens_per_s",
-                   "time_reduction_pct", "speedup", "mean_accepted", "alpha", "cost_ratio_c", "bound_speedup",
-                   "achieved_over_bound", "bleu_vs_greedy", "bleu_vs_ref", "exact_match_rate", "model", "draft",
-                   "task", "device",
-                   # extra (after the fixed columns): cross-checks, the controlled draft's α, where the time went
-                   "chrf_vs_ref", "mismatches", "alpha_requested",
-                   "bound_speedup_requested_alpha", "target_s_per_ex", "draft_s_per_ex", "overhead_s_per_ex",
-                   "target_calls", "draft_calls",
-                   # 95 % bootstrap intervals over examples (summary.py), c's interval, the impossible-cell flag
-                   "speedup_ci95_low", "speedup_ci95_high", "time_reduction_ci95_low", "time_reduction_ci95_high",
-                   "alpha_ci95_low", "alpha_ci95_high", "bound_ci95_low", "bound_ci95_high",
-                   "cost_ratio_ci95_low", "cost_ratio_ci95_high", "above_bound",
-                   # batches (task.batch_size): examples per generate() call, throughput's interval, per-row acceptance
-                   "batch_size", "tokens_per_s_ci95_low", "tokens_per_s_ci95_high", "ragged",
-                   "schedule", "fallback_share",
-                   # sampling (the decoding group): 0 = greedy
-                   "temperature"]
+# summary.csv's columns in the order it writes them (each one's meaning: summary_columns.COLUMNS,
+# docs/summary_columns.md); a row's other keys, if any, follow them.
+SUMMARY_COLUMNS = list(SUMMARY_COLUMN_MEANINGS)
 
 
 def cell_key(record: dict) -> tuple:

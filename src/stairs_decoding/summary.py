@@ -183,16 +183,22 @@ def clean(rows: list[dict]) -> list[dict]:
     return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows]
 
 
-TABLE_COLUMNS = {"method": "method", "k": "k", "alpha_requested": "alpha req.", "n": "n", "median_s": "median s/ex",
+TABLE_COLUMNS = {"method": "method", "k": "k", "alpha_requested": "alpha req.", "n": "n", "mean_s": "mean s/ex",
                  "tokens_per_s": "tok/s", "time_reduction_pct": "time red. %", "speedup": "speed-up",
                  "speedup_ci": "speed-up 95% CI",
                  "mean_accepted": "acc/round", "tokens_per_target_call": "tok/call", "alpha": "alpha",
                  "cost_ratio_c": "c", "bound_speedup": "bound", "achieved_over_bound": "ach/bound",
                  "bleu_vs_greedy": "BLEU vs greedy", "bleu_vs_ref": "BLEU vs ref", "exact_match_rate": "exact"}
-_FORMATS = {"alpha req.": "{:.2f}", "median s/ex": "{:.4f}", "tok/s": "{:.1f}", "time red. %": "{:+.1f}",
+_FORMATS = {"alpha req.": "{:.2f}", "mean s/ex": "{:.4f}", "tok/s": "{:.1f}", "time red. %": "{:+.1f}",
             "speed-up": "{:.3f}", "acc/round": "{:.2f}", "tok/call": "{:.2f}", "alpha": "{:.3f}", "c": "{:.3f}",
             "bound": "{:.3f}", "ach/bound": "{:.3f}", "BLEU vs greedy": "{:.1f}", "BLEU vs ref": "{:.1f}",
             "exact": "{:.2f}", "chrF vs ref": "{:.1f}"}
+# What a method that is not exact (registry: Method.exact) does not get: a speed-up or time reduction would compare
+# its output's time with that of a different output.
+_SPEED_COLUMNS = ("time_reduction_pct", "speedup", "speedup_ci", "bound_speedup", "achieved_over_bound", "cost_ratio_c")
+NOT_EXACT_HEADING = "not exact (output differs from the target's greedy output; no speed-up or time reduction):"
+TABLE_NOTE = ("mean s/ex: mean seconds per example; speed-up = greedy's total seconds / the method's on the same "
+              "examples (the ratio of their mean s/ex); time red. % = 100·(1 − 1/speed-up), positive = faster")
 
 
 def _interval(lo, hi) -> str:
@@ -201,12 +207,8 @@ def _interval(lo, hi) -> str:
     return f"{lo:.2f}–{hi:.2f}"
 
 
-def format_table(rows: list[dict]) -> str:
-    """The console table of a run (the α column only when a controlled draft set one)."""
-    import pandas as pd
-
-    if not rows:
-        return "(no results)"
+def _table_columns(rows: list[dict]) -> dict:
+    """TABLE_COLUMNS with the columns these rows call for (α requested, batch, temperature, schedule)."""
     cols = dict(TABLE_COLUMNS)
     if all(r.get("alpha_requested") is None for r in rows):
         cols.pop("alpha_requested")
@@ -217,11 +219,39 @@ def format_table(rows: list[dict]) -> str:
     if any((r.get("schedule") or "constant") != "constant" for r in rows):
         cols = {**{c: cols[c] for c in list(cols)[:list(cols).index("k") + 1]}, "schedule": "schedule",
                 **{c: v for c, v in list(cols.items())[list(cols).index("k") + 1:]}}
+    return cols
+
+
+def _block(rows: list[dict], cols: dict) -> str:
+    """Rows as a text table of `cols`, formatted, without a column that is empty ("-") in every row."""
+    import pandas as pd
+
     df = pd.DataFrame(rows)
     df["speedup_ci"] = [_interval(r.get("speedup_ci95_low"), r.get("speedup_ci95_high")) for r in rows]
+    for c in cols:
+        if c not in df:
+            df[c] = None
     df = df[list(cols)].rename(columns=cols)
-    for col, f in _FORMATS.items():
-        if col in df:
-            df[col] = df[col].map(lambda v, f=f: "-" if v is None or (isinstance(v, float) and math.isnan(v))
-                                  else f.format(v))
-    return df.to_string(index=False)
+    for col in df.columns:
+        f = _FORMATS.get(col, "{}")
+        df[col] = df[col].map(lambda v, f=f: "-" if v is None or (isinstance(v, float) and math.isnan(v))
+                              else f.format(v))
+    return df[[c for c in df.columns if not (df[c] == "-").all()]].to_string(index=False)
+
+
+def format_table(rows: list[dict]) -> str:
+    """The console table of a run: the exact methods with mean seconds per example and the speed-up and time
+    reduction computed from the same totals; below them, apart and headed so, the methods that are not exact (the
+    draft alone) without a speed-up or time reduction. Columns empty in every row are left out; the α column
+    appears only when a controlled draft set one."""
+    if not rows:
+        return "(no results)"
+    cols = _table_columns(rows)
+    is_exact = [r["method"] not in METHODS or METHODS[r["method"]].exact for r in rows]
+    exact = [r for r, e in zip(rows, is_exact) if e]
+    other = [r for r, e in zip(rows, is_exact) if not e]
+    parts = [_block(exact, cols)] if exact else []
+    if other:
+        parts.append(NOT_EXACT_HEADING + "\n" + _block(other, {c: v for c, v in cols.items()
+                                                              if c not in _SPEED_COLUMNS}))
+    return "\n\n".join(parts) + "\n" + TABLE_NOTE
