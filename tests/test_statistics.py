@@ -78,3 +78,42 @@ def test_hf_assisted_reports_the_acceptance_stairs_cached_reports(arch, k):
     alphas = [r.stats.acceptance_rate for r in ours]
     # the draft must be neither always right nor always wrong, or agreement proves little
     assert 0.2 < sum(a for a in alphas if a is not None) / len(alphas) < 0.98, alphas
+
+
+@pytest.mark.parametrize("arch", ["t5", "gpt2"])
+def test_hf_assisted_counts_a_last_round_that_ended_on_the_targets_eos_as_a_rejection(arch):
+    """With EOS active (ids that end many of these outputs), the last round's rejection is the same in both: a
+    round whose last token is the target's own EOS, where the draft proposed another token, was a rejection; an EOS
+    the draft proposed and the target accepted was not. (Counting neither inflated hf_assisted's α.)"""
+    ended_on_eos = 0
+    for k in (2, 4):
+        for eos in (5, 9, 11):
+            hf = _runs(arch, "hf_assisted", k, eos_token_id=eos)
+            ours = _runs(arch, "stairs_cached", k, eos_token_id=eos)
+            for a, b in zip(hf, ours):
+                assert a.tokens == b.tokens and a.stats.accepted == b.stats.accepted
+                assert a.stats.drafted == b.stats.drafted
+                assert a.stats.rejections == b.stats.rejections, (k, eos, a.tokens, a.stats.accepted)
+                ended_on_eos += a.tokens[0][-1:] == [eos]
+    assert ended_on_eos >= 3          # outputs that end on EOS are there, or the comparison proves little
+
+
+def test_the_transformers_baselines_receive_the_callers_all_ones_mask():
+    """A decoder-only prompt holding the pad id (pad != EOS, as in Llama-style models) with an all-ones mask:
+    transformers' generate infers another mask when given none, so the baselines must get the mask as given, and
+    return what model.generate returns with it, as our methods do."""
+    target = tiny_gpt2(0)
+    target.generation_config.pad_token_id = 7                  # pad != eos (1), and in the prompt below
+    draft = related_draft(target, 0.05)
+    draft.generation_config.pad_token_id = 7
+    ids = torch.tensor([[12, 7, 40, 7, 9, 33]])
+    mask = torch.ones_like(ids)
+    want = target.generate(ids, attention_mask=mask, do_sample=False, num_beams=1, max_new_tokens=12,
+                           pad_token_id=7)[0, ids.shape[1]:].tolist()
+    unmasked = target.generate(ids, do_sample=False, num_beams=1, max_new_tokens=12,
+                               pad_token_id=7)[0, ids.shape[1]:].tolist()
+    assert want != unmasked                       # the mask matters here, or this test proves nothing
+    for method in [m.name for m in METHODS.values() if m.exact]:
+        res = generate(target, ids, attention_mask=mask, draft=draft if METHODS[method].needs_draft else None,
+                       method=method, num_draft_tokens=2, max_new_tokens=12, ignore_eos=True)
+        assert res.tokens[0] == want, method

@@ -71,8 +71,8 @@ def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft
     input_ids = input_ids.to(device)
     if attention_mask is not None:
         attention_mask = attention_mask.to(device)
-        if bool(attention_mask.all()):
-            attention_mask = None
+        if bool(attention_mask.all()) and not methods.METHODS[method].caller_mask:
+            attention_mask = None       # ours: all ones = no mask (transformers' generate infers one from pad ids)
     enc_dec = bool(target.config.is_encoder_decoder)
     if not enc_dec:    # decoder-only prompts are decoded left-padded, as model.generate expects them
         input_ids, attention_mask = _left_align(input_ids, attention_mask,

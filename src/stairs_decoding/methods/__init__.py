@@ -40,6 +40,7 @@ class Method:
     batch: bool = True                    # batch size > 1 accepted
     sampling: bool = False                # do_sample=True supported (speculative sampling for the speculative ones)
     options: tuple[str, ...] = ()         # the OPTION_DEFAULTS it reads (others given to generate() are refused)
+    caller_mask: bool = False             # runs transformers' own generate(): gets attention_mask exactly as given
     label: str = ""                       # legend label in figures
     color: str = "#555555"
     marker: str = "o"
@@ -90,15 +91,15 @@ register(Method("stairs_tree", stairs_tree, "ours: one target call verifies seve
 register(Method("hf_assisted", hf_assisted, "Hugging Face assisted generation, target.generate("
                 "assistant_model=draft), constant k", needs_draft=True, uses_k=True, speculative=True, batch=False,
                 schedules=("constant", "confidence"), sampling=True, options=("confidence_threshold",),
-                label="HF assisted (transformers)", color="#d62728", marker="^"))
+                caller_mask=True, label="HF assisted (transformers)", color="#d62728", marker="^"))
 register(Method("hf_assisted_default", hf_assisted_default, "Hugging Face assisted generation with transformers' "
                 "defaults (confidence stop 0.4, no decoder mask), k set on the draft's generation_config",
-                needs_draft=True, uses_k=True, speculative=True, batch=False,
+                needs_draft=True, uses_k=True, speculative=True, batch=False, caller_mask=True,
                 sampling=True, label="HF assisted, defaults", color="#ff7f0e", marker="P"))
 register(Method("draft_greedy", draft_greedy, "the draft alone, greedily (the quality/speed floor)",
                 needs_draft=True, uses_target=False, exact=False, sampling=True, label="draft alone", color="#9467bd", marker="v"))
 register(Method("hf_greedy", hf_greedy, "transformers' own target.generate(do_sample=False): the overhead "
-                "reference for our greedy loop", sampling=True, label="HF greedy (transformers)", color="#8c564b", marker="x"))
+                "reference for our greedy loop", sampling=True, caller_mask=True, label="HF greedy (transformers)", color="#8c564b", marker="x"))
 
 SCHEDULES = tuple(dict.fromkeys(s for m in METHODS.values() for s in m.schedules))
 

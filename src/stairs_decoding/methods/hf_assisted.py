@@ -31,6 +31,7 @@ class _Meter:
     def __init__(self, module: torch.nn.Module, clock: Clock, name: str = "", events: list | None = None):
         self.clock, self.calls, self.seconds, self.cache_lens = clock, 0, 0.0, []
         self.name, self.events = name, events      # events: a list shared by meters, one name per finished call
+        self.last_ids = None       # the decoder token ids of the latest call (the target's: last token + drafts)
         self._t0 = 0.0
         self._handles = [module.register_forward_pre_hook(self._pre, with_kwargs=True),
                          module.register_forward_hook(self._post)]
@@ -38,6 +39,7 @@ class _Meter:
     def _pre(self, module, args, kwargs):
         cache = hook_cache(kwargs)
         self.cache_lens.append(cache.get_seq_length() if cache is not None else 0)
+        self.last_ids = kwargs.get("decoder_input_ids", kwargs.get("input_ids"))
         self._t0 = self.clock()
 
     def _post(self, module, args, output):
@@ -179,12 +181,22 @@ def assisted_run(target, draft, input_ids, attention_mask, *, k: int, max_new_to
     starts = [prefix] + [n + 1 for n in meters["target"].cache_lens[1:]] + [prefix + len(row)]
     stats.accepted = [max(0, b - a - 1) for a, b in zip(starts, starts[1:])]
     stats.drafted = _drafted_per_round(events)
-    # A round that kept fewer than it drafted, and did not end the output, was a rejection.
+    # A round that kept fewer than it drafted, and did not end the output, was a rejection; the last round was one
+    # when its last token is the target's own and differs from the draft's there (even when it is EOS).
     stats.rejections = sum(acc < d for acc, d in zip(stats.accepted[:-1], stats.drafted[:-1]))
-    if stats.accepted and row and row[-1] not in (eos_ids or ()) and stats.accepted[-1] < stats.drafted[-1] \
-            and len(row) < max_new_tokens:
-        stats.rejections += 1
+    stats.rejections += _last_round_rejected(row, stats, meters["target"].last_ids)
     return [row]
+
+
+def _last_round_rejected(row: list[int], stats: DecodingStats, verified) -> bool:
+    """Whether the last round ended on a disagreement: its committed tokens (accepted + 1) end with the target's
+    own token where the draft proposed another. `verified`: the decoder ids of the last verification call (the last
+    committed token, then the drafts). An accepted draft that is EOS, or the length limit, is no rejection."""
+    if not stats.accepted or not row or verified is None or stats.accepted[-1] >= stats.drafted[-1]:
+        return False
+    drafts = verified[0, -stats.drafted[-1]:].tolist() if stats.drafted[-1] else []
+    i = stats.accepted[-1]                          # the position of the round's last committed token
+    return i < len(drafts) and row[-1] != drafts[i]
 
 
 def _drafted_per_round(events: list[str]) -> list[int]:
