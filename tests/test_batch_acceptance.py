@@ -134,3 +134,43 @@ def test_ragged_is_off_where_it_cannot_be_exact():
     assert not res.stats.ragged
     single = generate(target, ids[:1], draft=target, method="stairs_cached", max_new_tokens=8)
     assert not single.stats.ragged
+
+
+@pytest.mark.parametrize("family", ["gpt2", "opt"])
+def test_ragged_rows_at_the_position_table_limit(family):
+    """The outside review's case: a learned position table of 32 (GPT-2 / OPT style), two 6-token prompts (one
+    also left-padded) and max_new_tokens filling it to the last position. A row ahead of the other is fed filler
+    draft positions past its own limit; they must stay inside the table (they were an IndexError, a device-side
+    assert on a GPU) and every method returns model.generate's output."""
+    from transformers import GPT2Config, GPT2LMHeadModel, OPTConfig, OPTForCausalLM
+
+    from stairs_decoding.methods import METHODS
+    from stairs_decoding.testing import related_draft
+
+    torch.manual_seed(0)
+    if family == "gpt2":
+        target = GPT2LMHeadModel(GPT2Config(vocab_size=128, n_embd=32, n_layer=2, n_head=4, n_positions=32,
+                                            initializer_range=1.0, bos_token_id=1, eos_token_id=1,
+                                            pad_token_id=0)).eval()
+    else:
+        target = OPTForCausalLM(OPTConfig(vocab_size=128, hidden_size=32, num_hidden_layers=2, ffn_dim=64,
+                                          num_attention_heads=4, max_position_embeddings=32, word_embed_proj_dim=32,
+                                          init_std=1.0, bos_token_id=1, eos_token_id=1, pad_token_id=0)).eval()
+    draft = related_draft(target, 0.3)
+    g = torch.Generator().manual_seed(3)
+    checked = 0
+    for trial in range(4):
+        ids = torch.randint(2, 128, (2, 6), generator=g)
+        mask = torch.ones_like(ids)
+        if trial % 2:
+            ids[0, :2], mask[0, :2] = 0, 0
+        want = target.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=26, eos_token_id=None,
+                               pad_token_id=0)[:, 6:].tolist()
+        for name, m in METHODS.items():
+            if not (m.exact and m.batch):
+                continue
+            res = generate(target, ids, attention_mask=mask, draft=draft if m.needs_draft else None, method=name,
+                           num_draft_tokens=4, max_new_tokens=26, ignore_eos=True)
+            assert res.tokens == want, (family, trial, name)
+            checked += 1
+    assert checked >= 20

@@ -111,6 +111,12 @@ class Sequence:
         self.last_shift = None                    # the last re-alignment: (shift, old length, valid, moved), [B] each
         # Positions of a left-padded row start at its first real token.
         self.pad_offset = None if prefix_mask is None else (prefix_mask.shape[1] - prefix_mask.sum(1, keepdim=True))
+        # The last position each row may ever keep a token at, [B, 1]. A row ahead of the others is fed filler draft
+        # positions past it (k is sized on the row furthest behind); those tokens can never be kept, so they take
+        # this position, which a learned position table has (model.generate's own limit for the row).
+        real = prefix_mask.sum(1, keepdim=True) if prefix_mask is not None else \
+            torch.full((batch, 1), self.prefix_len, dtype=torch.long, device=prefix.device)
+        self.last_position = real + max_new_tokens - 1
 
     @property
     def length(self) -> int:
@@ -132,7 +138,7 @@ class Sequence:
         if self.pad_offset is None:
             return None
         pos = torch.arange(start, end, device=self.tokens.device).unsqueeze(0) - self.pad_offset
-        return pos.clamp_(min=0)
+        return torch.minimum(pos.clamp_(min=0), self.last_position)
 
     def _commit(self, new: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """Per-row emitted counts of committing new[b, :counts[b]]: 0 for finished rows, cut after the first EOS
@@ -210,7 +216,8 @@ class Sequence:
             return None
         keep = (~self.finished).nonzero().flatten()
         self._dropped.update(self._rows_out(self.finished.nonzero().flatten()))
-        for name in ("tokens", "mask", "finished", "lengths", "emitted", "gen_start", "pad_offset", "rows"):
+        for name in ("tokens", "mask", "finished", "lengths", "emitted", "gen_start", "pad_offset", "rows",
+                     "last_position"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value[keep])
@@ -362,6 +369,7 @@ class ModelState:
         rows.tokens = seq.tokens.repeat_interleave(r, 0)
         rows.mask = None if seq.mask is None else seq.mask.repeat_interleave(r, 0)
         rows.pad_offset = None if seq.pad_offset is None else seq.pad_offset.repeat_interleave(r, 0)
+        rows.last_position = seq.last_position.repeat_interleave(r, 0)
         if self.cache_len:
             self.cache.batch_repeat_interleave(r)
         own = (self.encoder_outputs, self.encoder_mask) if self.enc_dec else None
@@ -411,7 +419,8 @@ class ModelState:
             out = self.model(encoder_outputs=enc, attention_mask=enc_mask, decoder_input_ids=_on(rows, self.device),
                              decoder_attention_mask=_on(rows_mask, self.device), use_cache=False)
         else:
-            pos = (rows_mask.cumsum(1) - 1).clamp_(min=0)
+            pos = torch.minimum((rows_mask.cumsum(1) - 1).clamp_(min=0),
+                                seq.last_position.to(rows_mask.device).repeat_interleave(r, 0))   # fillers past it
             out = self.model(input_ids=_on(rows, self.device), attention_mask=_on(rows_mask, self.device),
                              position_ids=_on(pos, self.device), use_cache=False)
         self.seconds += self.clock() - t0
