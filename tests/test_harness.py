@@ -236,6 +236,35 @@ def test_speedup_bound():
     assert metrics.speedup_bound(a, c, k) == pytest.approx((1 - a ** 5) / ((1 - a) * (k * c + 1)))
     assert math.isnan(metrics.speedup_bound(float("nan"), 0.1, 4))
     assert metrics.bleu(["a b c d"], ["a b c d"]) == 100.0
+    # with verification at its measured cost v(k+1) (in one-token steps); v = 1 is the classic bound
+    assert metrics.speedup_bound(a, c, k, 2.0) == pytest.approx((1 - a ** 5) / ((1 - a) * (k * c + 2.0)))
+    assert metrics.speedup_bound(a, c, k, 1.0) == metrics.speedup_bound(a, c, k)
+    assert metrics.speedup_bound(1.0, 0.0, 4, 2.5) == pytest.approx(2.0)
+    assert math.isnan(metrics.speedup_bound(a, c, k, float("nan")))
+
+
+def test_verify_cost_curve_is_the_per_round_ratio_to_the_one_token_step():
+    curve = timing.verify_cost_curve([0.10, 0.11, 0.09], {2: [0.11, 0.121, 0.099], 3: [0.2, 0.22, 0.18]})
+    assert curve["m"] == [1, 2, 3] and curve["v"] == pytest.approx([1.0, 1.1, 2.0])
+    assert curve["ci95_low"][2] == pytest.approx(2.0) and curve["step_s"] == pytest.approx([0.10, 0.11, 0.2])
+    from stairs_decoding.summary import verify_costs
+
+    assert verify_costs({"verify_cost": curve}) == pytest.approx({1: 1.0, 2: 1.1, 3: 2.0})
+    assert verify_costs({}) is None
+
+
+def test_the_measured_verify_cost_curve_of_a_real_model():
+    """measure_cost_ratio with verify_tokens: v(1) = 1, every v(m) positive with an interval around it."""
+    from stairs_decoding.testing import tiny_t5
+
+    target, draft = tiny_t5(0), tiny_t5(1, d_model=32, layers=1)
+    cost = timing.measure_cost_ratio(target, draft, torch.randint(2, 100, (1, 8)), context=8, steps=6, rounds=3,
+                                     verify_tokens=4)
+    curve = cost["verify_cost"]
+    assert curve["m"] == [1, 2, 3, 4] and curve["v"][0] == 1.0
+    assert all(v > 0 and 0 < lo <= hi for v, lo, hi in zip(curve["v"], curve["ci95_low"], curve["ci95_high"]))
+    assert "verify_cost" not in timing.measure_cost_ratio(target, draft, torch.randint(2, 100, (1, 8)), context=8,
+                                                          steps=6, rounds=2)
 
 
 def test_summary_stats_and_order():
@@ -340,6 +369,21 @@ def check_run_dir(run_dir: Path, n_examples: int, n_cells: int):
     assert not os.path.isabs(env["run_dir"]), env["run_dir"]
     assert str(ROOT) not in (run_dir / "env.json").read_text()
     assert str(ROOT) not in (run_dir / "config.yaml").read_text()
+    # the verify-cost curve v(m), m = 1..max k + 1 of the cached-row cells, in cost_ratio.json and env.json
+    from stairs_decoding.methods import METHODS
+
+    ks = [r["k"] for r in recs if METHODS[r["method"]].verify_row and (r.get("batch_size") or 1) == 1]
+    if ks:
+        curve = json.loads((run_dir / "cost_ratio.json").read_text())["verify_cost"]
+        assert curve["m"] == list(range(1, max(ks) + 2)) and curve["v"][0] == 1.0 and env["verify_cost"] == curve
+        assert all(v > 0 and (math.isnan(lo) or lo <= hi) for v, lo, hi in zip(curve["v"][1:], curve["ci95_low"][1:],
+                                                                                curve["ci95_high"][1:]))
+        for _, row in summary[summary["method"].map(lambda m: METHODS[m].verify_row)].iterrows():
+            v = curve["v"][int(row["k"])]
+            assert row["verify_cost_v"] == pytest.approx(v) and row["bound_speedup_verify"] == pytest.approx(
+                metrics.speedup_bound(row["alpha"], 0.0 if not METHODS[row["method"]].needs_draft
+                                      else row["cost_ratio_c"], int(row["k"]), v))
+    assert set(env["kernels"]) >= {"cpu_capability", "cpu_flags", "mkl", "mkldnn", "blas"}
     return recs
 
 

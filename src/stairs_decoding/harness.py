@@ -33,7 +33,7 @@ from .models import (build_model, check_pair_models, describe_loaded, is_none_no
 from .records import Cell, Record
 from .run_files import (CONFIG_FILE, COST_FILE, ENV_FILE, RESULTS_FILE, SUMMARY_FILE, ResultsWriter, environment,
                       write_json, write_summary)
-from .summary import clean, format_table, summary_rows
+from .summary import clean, format_table, summary_rows, verify_costs
 from .tasks import load_task
 
 
@@ -258,7 +258,12 @@ def warm_up(runner: Runner, cells: list[Cell], examples: list[dict]) -> None:
                 runner.set_reference(res.tokens[0], example_seed=-1 - j)
 
 
-def measure_cost(runner: Runner, example: dict, run_dir: Path) -> dict:
+def verify_tokens(cells: list[Cell]) -> int:
+    """The largest verification the run's batch-1 cells make in one cached row (k + 1), for the verify-cost curve."""
+    return max([c.k + 1 for c in cells if METHODS[c.method].verify_row and c.batch_size == 1] or [1])
+
+
+def measure_cost(runner: Runner, example: dict, run_dir: Path, cells: list[Cell]) -> dict:
     """c = draft decoder step / target decoder step (timing.measure_cost_ratio: the draft's own forward, and its lean
     step where it has one), written to cost_ratio.json."""
     pair, cc = runner.pair, runner.cfg.get("cost_ratio") or {}
@@ -269,7 +274,8 @@ def measure_cost(runner: Runner, example: dict, run_dir: Path) -> dict:
     try:
         cost = timing.measure_cost_ratio(pair.target, pair.draft, runner.input_ids(example),
                                          context=max(1, int(runner.cfg.task.max_new_tokens) // 2),
-                                         rounds=int(cc.get("rounds", 5)), steps=int(cc.get("steps", 24)))
+                                         rounds=int(cc.get("rounds", 5)), steps=int(cc.get("steps", 24)),
+                                         verify_tokens=verify_tokens(cells))
     finally:
         if pair.controlled is not None:
             pair.controlled.attach()
@@ -345,7 +351,7 @@ def summarise(run_dir: Path, records: list[Record], cost: dict, tracker) -> list
     rows = clean(summary_rows(records, cost_ratio_c=cost.get("cost_ratio_c", math.nan),
                               cost_ratio_ci=cost.get("cost_ratio_ci95"),
                               lean=(cost["cost_ratio_c_lean"], cost.get("cost_ratio_ci95_lean"))
-                              if "cost_ratio_c_lean" in cost else None))
+                              if "cost_ratio_c_lean" in cost else None, verify=verify_costs(cost)))
     write_summary(run_dir / SUMMARY_FILE, rows)
     if tracker is not None:
         tracker.log_summary(rows)
@@ -415,7 +421,8 @@ def run_experiment(cfg: DictConfig, run_dir: str | os.PathLike) -> list[dict]:
         if todo:
             runner = Runner(cfg, pair, device)
             warm_up(runner, cells, warm)
-            cost = measure_cost(runner, timed[0], run_dir)
+            cost = measure_cost(runner, timed[0], run_dir, cells)
+            env["verify_cost"] = cost.get("verify_cost")      # v(m): also in cost_ratio.json
             run_examples(runner, cells, todo, timed, writer, records, tracker)
     finally:
         writer.close()

@@ -35,11 +35,13 @@ def acceptance_rate(accepted: Iterable[int], rejections: int) -> float:
     return acc / total if total else math.nan
 
 
-def speedup_bound(alpha: float, c: float, k: int) -> float:
+def speedup_bound(alpha: float, c: float, k: int, v: float = 1.0) -> float:
     """Expected speed-up of k-token speculation over greedy (Leviathan et al., 2023):
-    (1 − α^(k+1)) / ((1 − α)(k·c + 1)); the α → 1 limit is (k+1)/(k·c+1)."""
-    if alpha is None or c is None or k is None or math.isnan(alpha) or math.isnan(c) or k < 1:
+    (1 − α^(k+1)) / ((1 − α)(k·c + v)); the α → 1 limit is (k+1)/(k·c+v). `v`: the cost of verifying k+1 tokens in
+    one target call, in one-token steps (v(k+1), measured by timing.measure_cost_ratio); 1 is the classic bound."""
+    if alpha is None or c is None or k is None or v is None or math.isnan(alpha) or math.isnan(c) or math.isnan(v) \
+            or k < 1:
         return math.nan
     if alpha >= 1.0:
-        return (k + 1) / (k * c + 1)
-    return (1 - alpha ** (k + 1)) / ((1 - alpha) * (k * c + 1))
+        return (k + 1) / (k * c + v)
+    return (1 - alpha ** (k + 1)) / ((1 - alpha) * (k * c + v))

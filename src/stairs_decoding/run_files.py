@@ -9,6 +9,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -145,6 +146,34 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _cpu_flags() -> list[str]:
+    """The CPU's matrix and vector features that decide what a small matrix multiply costs (AMX, AVX-512 BF16/FP16,
+    AVX-512, AVX2), as /proc/cpuinfo names them."""
+    wanted = ("amx_bf16", "amx_tile", "amx_int8", "amx_fp16", "avx512_bf16", "avx512_fp16", "avx512f", "avx2")
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in wanted if f in have]
+    except OSError:
+        pass
+    return []
+
+
+def kernels(device) -> dict:
+    """What torch reports of the kernels a matrix multiply runs on: CPU capability and flags, MKL and oneDNN, the
+    BLAS it was built with; on CUDA the device's compute capability."""
+    import torch
+
+    out = {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_flags": _cpu_flags(),
+           "mkl": torch.backends.mkl.is_available(), "mkldnn": torch.backends.mkldnn.is_available(),
+           "blas": (re.findall(r"BLAS_INFO=([\w-]+)", torch.__config__.show()) or [None])[0]}
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        out["cuda_capability"] = ".".join(map(str, torch.cuda.get_device_capability(dev)))
+    return out
+
+
 def environment(*, device, dtype: str, seed: int, repo: str | os.PathLike | None = None) -> dict:
     import torch
     import transformers
@@ -167,4 +196,5 @@ def environment(*, device, dtype: str, seed: int, repo: str | os.PathLike | None
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
+        "kernels": kernels(dev),
     }

@@ -69,8 +69,17 @@ def time_reduction(speedup: float) -> float:
     return 100.0 * (1.0 - 1.0 / speedup) if speedup and not math.isnan(speedup) else math.nan
 
 
+def _verify_bound(method: str, k: int, recs: list[Record], alpha: float, c: float, verify: dict | None) -> dict:
+    """The bound with the measured cost of verification, (1 − α^(k+1)) / ((1 − α)(k·c + v(k+1))), for cells that
+    verify one cached row of k+1 tokens at batch size 1 (where v was measured); NaN elsewhere."""
+    m = METHODS.get(method)
+    v = (verify or {}).get(k + 1, math.nan) if m is not None and m.verify_row and recs[0].batch_size == 1 \
+        else math.nan
+    return {"verify_cost_v": v, "bound_speedup_verify": metrics.speedup_bound(alpha, c, k, v)}
+
+
 def _cell_row(method: str, k: int, alpha_req, recs: list[Record], greedy_s: dict, greedy_out: dict,
-              c: float, c_ci: tuple) -> dict:
+              c: float, c_ci: tuple, verify: dict | None = None) -> dict:
     spec = METHODS[method].speculative if method in METHODS else False
     drafted_by_model = method in METHODS and METHODS[method].needs_draft
     # The bound's cost ratio: the measured c, or 0 for proposals without a draft model (lookup: no draft time).
@@ -115,6 +124,9 @@ def _cell_row(method: str, k: int, alpha_req, recs: list[Record], greedy_s: dict
         "cost_ratio_c": c if drafted_by_model else math.nan,     # the run's draft; lookup's bound uses 0
         "bound_speedup": bound,
         "achieved_over_bound": speedup / bound if bound and not math.isnan(bound) else math.nan,
+        **(vb := _verify_bound(method, k, recs, alpha, c_b, verify)),
+        "achieved_over_verify_bound": speedup / vb["bound_speedup_verify"]
+        if not math.isnan(vb["bound_speedup_verify"]) else math.nan,
         **_quality(recs, greedy_out),
         "model": first.model, "draft": first.draft,          # the run's pair, on every row (greedy's too)
         "task": first.task, "device": first.device,
@@ -137,12 +149,15 @@ def _cell_row(method: str, k: int, alpha_req, recs: list[Record], greedy_s: dict
     }
 
 
-def summary_rows(records: list[Record], *, cost_ratio_c: float, cost_ratio_ci=None, lean=None) -> list[dict]:
+def summary_rows(records: list[Record], *, cost_ratio_c: float, cost_ratio_ci=None, lean=None,
+                 verify: dict | None = None) -> list[dict]:
     """One row per (method, k, requested α, batch size, schedule, temperature) of `records`, in first-seen order
     (each against greedy — the target alone — at its batch size and temperature; NaN where a
     value does not apply). At batch size > 1 the bootstrap resamples whole batches (one generate() call, one time).
     `cost_ratio_ci`: c's 95 % interval (timing.measure_cost_ratio), NaN when not given. `lean`: (c, its interval)
-    with the draft's lean step, for the cells that ran it (options draft_forward=lean); the others use c."""
+    with the draft's lean step, for the cells that ran it (options draft_forward=lean); the others use c.
+    `verify`: {m: v(m)}, the measured cost of verifying m tokens in one-token steps (cost_ratio.json's verify_cost),
+    for the verify-aware bound."""
     def interval(ci):
         return tuple(float(x) if x is not None else math.nan for x in (ci or (math.nan, math.nan)))
 
@@ -155,8 +170,15 @@ def summary_rows(records: list[Record], *, cost_ratio_c: float, cost_ratio_ci=No
     greedy_s = _greedy_reference(records)
     greedy_out = {r.example_id: r.output for r in records if r.method == "greedy" and not r.temperature}
     return [_cell_row(m, k, a, recs, greedy_s, greedy_out,
-                      *costs["lean" if (recs[0].options or {}).get("draft_forward") == "lean" else "transformers"])
+                      *costs["lean" if (recs[0].options or {}).get("draft_forward") == "lean" else "transformers"],
+                      verify=verify)
             for (m, k, a, *_), recs in by_cell.items()]
+
+
+def verify_costs(cost: dict) -> dict | None:
+    """{m: v(m)} from a run's cost_ratio.json (None when it has no verify-cost curve)."""
+    curve = cost.get("verify_cost")
+    return dict(zip((int(m) for m in curve["m"]), (float(v) for v in curve["v"]))) if curve else None
 
 
 def best_k(rows):
@@ -188,10 +210,11 @@ TABLE_COLUMNS = {"method": "method", "k": "k", "alpha_requested": "alpha req.", 
                  "speedup_ci": "speed-up 95% CI",
                  "mean_accepted": "acc/round", "tokens_per_target_call": "tok/call", "alpha": "alpha",
                  "cost_ratio_c": "c", "bound_speedup": "bound", "achieved_over_bound": "ach/bound",
+                 "verify_cost_v": "v(k+1)", "achieved_over_verify_bound": "ach/bound(v)",
                  "bleu_vs_greedy": "BLEU vs greedy", "bleu_vs_ref": "BLEU vs ref", "exact_match_rate": "exact"}
 _FORMATS = {"alpha req.": "{:.2f}", "mean s/ex": "{:.4f}", "tok/s": "{:.1f}", "time red. %": "{:+.1f}",
             "speed-up": "{:.3f}", "acc/round": "{:.2f}", "tok/call": "{:.2f}", "alpha": "{:.3f}", "c": "{:.3f}",
-            "bound": "{:.3f}", "ach/bound": "{:.3f}", "BLEU vs greedy": "{:.1f}", "BLEU vs ref": "{:.1f}",
+            "bound": "{:.3f}", "ach/bound": "{:.3f}", "v(k+1)": "{:.2f}", "ach/bound(v)": "{:.3f}", "BLEU vs greedy": "{:.1f}", "BLEU vs ref": "{:.1f}",
             "exact": "{:.2f}", "chrF vs ref": "{:.1f}"}
 # What a method that is not exact (registry: Method.exact) does not get: a speed-up or time reduction would compare
 # its output's time with that of a different output.

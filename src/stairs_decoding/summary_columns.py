@@ -68,6 +68,12 @@ COLUMNS: dict[str, str] = {
     "mean_drafted": "mean tokens proposed per round (differs from k under a schedule)",
     "tokens_per_target_call": "new tokens per target forward call (one generate() call's calls counted once)",
     "options": "the method options the cell ran with (e.g. draft_forward=lean,num_branches=3), comma-separated",
+    "verify_cost_v": "v(k+1): the measured cost of one cached target forward of k+1 tokens, in one-token steps "
+                     "(cost_ratio.json verify_cost); for cells that verify one cached row at batch size 1",
+    "bound_speedup_verify": "the ideal speed-up with verification at its measured cost, "
+                            "(1−α^(k+1))/((1−α)(k·c+v(k+1))); bound_speedup assumes v = 1",
+    "achieved_over_verify_bound": "speedup / bound_speedup_verify: the share achieved of what this hardware allows "
+                                  "(the loop's overhead, not the cost of verification)",
 }
 
 def markdown() -> str:

@@ -104,8 +104,9 @@ def summarize(seconds: Sequence[float]) -> dict:
 # -- direct cost-ratio measurement -------------------------------------------------------------------------
 @torch.inference_mode()
 def decoder_step_seconds(model, input_ids: torch.Tensor, *, context: int = 32, steps: int = 16,
-                         repeats: int = 3, lean: bool = False) -> float:
-    """Median time of one single-token decoder forward with a KV cache of about `context` tokens.
+                         repeats: int = 3, lean: bool = False, tokens: int = 1) -> float:
+    """Median time of one decoder forward of `tokens` new tokens (1: a single-token step; m: the cached
+    verification of m tokens) with a KV cache of about `context` tokens.
 
     Encoder (T5) or prompt (decoder-only) is run once outside the timed region; the cache is cropped back to
     `context` tokens after every step so every timed step sees the same length. `lean`: the step is
@@ -138,7 +139,7 @@ def decoder_step_seconds(model, input_ids: torch.Tensor, *, context: int = 32, s
             return model(input_ids=tok, use_cache=True, **with_cache(model, cache))
     cache = output_cache(out)
     length = cache.get_seq_length()
-    tok = filler[:, -1:]
+    tok = filler[:, -tokens:]
     times = []
     clock = Clock(*model_devices(model))
     for _ in range(repeats):
@@ -151,23 +152,30 @@ def decoder_step_seconds(model, input_ids: torch.Tensor, *, context: int = 32, s
 
 
 def measure_cost_ratio(target, draft, input_ids: torch.Tensor, *, context: int = 32, steps: int = 24,
-                       rounds: int = 5) -> dict:
+                       rounds: int = 5, verify_tokens: int = 1) -> dict:
     """c = (draft decoder step time) / (target decoder step time), both with a KV cache and the models' own forward.
     Where the draft can run methods/_lean.py's step, that step is timed too, in the same rounds: `cost_ratio_c_lean`
     (and `draft_step_s_lean`, `cost_ratio_ci95_lean`), the c of cells whose records say draft_forward=lean.
 
     The two models alternate in `rounds` short bursts (so machine drift affects both alike); each round gives one
     ratio of the two bursts' median step times. c is the median of those ratios; `cost_ratio_ci95` is the 95 %
-    t-interval of their geometric mean (computed on log ratios, so it stays positive; NaN with a single round)."""
+    t-interval of their geometric mean (computed on log ratios, so it stays positive; NaN with a single round).
+
+    `verify_tokens` M > 1: in the same rounds, the target's cached forward of m = 2..M tokens as well, and
+    `verify_cost` = v(m) = (its time) / (the one-token step's), per m with the same kind of interval: what verifying
+    k+1 tokens costs on this hardware, dtype and kernel library, in one-token steps (verify_cost_curve)."""
     from .methods._lean import unsupported
 
     lean = unsupported(draft) is None
     t_target, t_draft, t_lean = [], [], []
+    t_verify = {m: [] for m in range(2, int(verify_tokens) + 1)}
     for _ in range(rounds):
         t_target.append(decoder_step_seconds(target, input_ids, context=context, steps=steps, repeats=1))
         t_draft.append(decoder_step_seconds(draft, input_ids, context=context, steps=steps, repeats=1))
         if lean:
             t_lean.append(decoder_step_seconds(draft, input_ids, context=context, steps=steps, repeats=1, lean=True))
+        for m, times in t_verify.items():
+            times.append(decoder_step_seconds(target, input_ids, context=context, steps=steps, repeats=1, tokens=m))
 
     def ratio(times: list[float], suffix: str = "") -> dict:
         ratios = [d / t for d, t in zip(times, t_target) if t > 0]
@@ -178,4 +186,20 @@ def measure_cost_ratio(target, draft, input_ids: torch.Tensor, *, context: int =
                 f"cost_ratio_rounds{suffix}": ratios}
 
     return {"target_step_s": statistics.median(t_target), **ratio(t_draft), **(ratio(t_lean, "_lean") if lean else {}),
+            **({"verify_cost": verify_cost_curve(t_target, t_verify)} if t_verify else {}),
             "context": context, "steps": steps, "rounds": rounds}
+
+
+def verify_cost_curve(t_one: list[float], t_verify: dict[int, list[float]]) -> dict:
+    """v(m) per m (1 included, = 1): the median over rounds of (m-token forward time / one-token step time) of the
+    same round, with the 95 % t-interval of their geometric mean, and the median seconds of each."""
+    curve = {"m": [1], "v": [1.0], "ci95_low": [1.0], "ci95_high": [1.0], "step_s": [statistics.median(t_one)]}
+    for m, times in sorted(t_verify.items()):
+        ratios = [t / one for t, one in zip(times, t_one) if one > 0 and t > 0]
+        s = summarize([math.log(r) for r in ratios])
+        curve["m"].append(m)
+        curve["v"].append(statistics.median(ratios) if ratios else math.nan)
+        curve["ci95_low"].append(math.exp(s["ci95_low"]))
+        curve["ci95_high"].append(math.exp(s["ci95_high"]))
+        curve["step_s"].append(statistics.median(times))
+    return curve

@@ -41,6 +41,7 @@ class Method:
     sampling: bool = False                # do_sample=True supported (speculative sampling for the speculative ones)
     options: tuple[str, ...] = ()         # the OPTION_DEFAULTS it reads (others given to generate() are refused)
     caller_mask: bool = False             # runs transformers' own generate(): gets attention_mask exactly as given
+    verify_row: bool = False              # verifies k+1 tokens as one cached causal row: costs v(k+1) target steps
     label: str = ""                       # legend label in figures
     color: str = "#555555"
     marker: str = "o"
@@ -74,13 +75,13 @@ register(Method("stairs", stairs, "the paper's stairs batch: k+1 prefixes verifi
                 options=("confidence_threshold", "draft_forward"), label="stairs (paper)", color="#1f77b4",
                 marker="o"))
 register(Method("stairs_cached", stairs_cached, "ours: one causal row of k+1 tokens through persistent "
-                "KV caches, rolled back after each round", needs_draft=True, uses_k=True, speculative=True,
+                "KV caches, rolled back after each round", needs_draft=True, uses_k=True, speculative=True, verify_row=True,
                 schedules=("constant", "heuristic", "confidence", "auto"), sampling=True,
                 options=("confidence_threshold", "draft_forward"), label="stairs_cached (ours)", color="#2ca02c",
                 marker="s"))
 register(Method("lookup", lookup, "ours: no draft model; n-gram lookup in the source (encoder input or prompt) and "
                 "the output so far proposes up to k tokens, verified as in stairs_cached", uses_k=True,
-                speculative=True, options=("max_ngram", "min_ngram"), label="lookup (ours, no draft)",
+                speculative=True, verify_row=True, options=("max_ngram", "min_ngram"), label="lookup (ours, no draft)",
                 color="#17becf", marker="*"))
 register(Method("stairs_tree", stairs_tree, "ours: one target call verifies several branches as rows of a batch "
                 "(the draft's continuation, source lookups, the draft's runner-up tokens); the longest verified "
@@ -89,12 +90,12 @@ register(Method("stairs_tree", stairs_tree, "ours: one target call verifies seve
                 options=("num_branches", "max_ngram", "min_ngram", "confidence_threshold", "draft_forward"),
                 label="stairs_tree (ours)", color="#e377c2", marker="h"))
 register(Method("hf_assisted", hf_assisted, "Hugging Face assisted generation, target.generate("
-                "assistant_model=draft), constant k", needs_draft=True, uses_k=True, speculative=True, batch=False,
+                "assistant_model=draft), constant k", needs_draft=True, uses_k=True, speculative=True, verify_row=True, batch=False,
                 schedules=("constant", "confidence"), sampling=True, options=("confidence_threshold",),
                 caller_mask=True, label="HF assisted (transformers)", color="#d62728", marker="^"))
 register(Method("hf_assisted_default", hf_assisted_default, "Hugging Face assisted generation with transformers' "
                 "defaults (confidence stop 0.4, no decoder mask), k set on the draft's generation_config",
-                needs_draft=True, uses_k=True, speculative=True, batch=False, caller_mask=True,
+                needs_draft=True, uses_k=True, speculative=True, verify_row=True, batch=False, caller_mask=True,
                 sampling=True, label="HF assisted, defaults", color="#ff7f0e", marker="P"))
 register(Method("draft_greedy", draft_greedy, "the draft alone, greedily (the quality/speed floor)",
                 needs_draft=True, uses_target=False, exact=False, sampling=True, label="draft alone", color="#9467bd", marker="v"))
