@@ -572,6 +572,7 @@ def test_ctrl_c_exits_130_with_a_resume_hint_and_resume_finishes(tmp_path, pair_
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, (proc.returncode, err[-2000:])
     assert "Traceback" not in err, err[-2000:]
+    assert f"of {2 * LONG} cell runs (cells x examples) finished in {results}" in err, err[-2000:]
     printed = err.split("continue with: ", 1)[1].splitlines()[0]
     assert printed == f"python {RUN[1]} resume={run_dir}", err[-2000:]
     written = lines(results)

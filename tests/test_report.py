@@ -229,3 +229,23 @@ def test_a_new_figure_is_one_module_in_the_registry():
     kinds = {"plain", "batched", "sampling", "alpha"}
     assert all(m.KIND in kinds and callable(m.make) for m in report.FIGURES)
     assert {m.KIND for m in report.FIGURES} == kinds
+
+
+def test_an_interrupted_run_is_named_incomplete_before_its_figures(tmp_path, capsys):
+    """make_all warns (stderr) when a run's cells hold fewer examples than its task.num_examples; the committed
+    runs are complete."""
+    import shutil
+
+    from stairs_decoding import report
+
+    root = Path(__file__).resolve().parents[1] / "results"
+    for run in sorted(p.parent for p in root.rglob("summary.csv")):
+        assert report.incomplete(run) is None, run
+    run = tmp_path / "run"
+    shutil.copytree(root / "tiny_cpu", run)
+    config = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(config.replace("num_examples: 30", "num_examples: 300"))
+    why = report.incomplete(run)
+    assert why is not None and "30 of 300 examples" in why and f"resume={run}" in why
+    report.make_all([run], tmp_path / "figs")
+    assert f"warning: {why}" in capsys.readouterr().err

@@ -33,6 +33,7 @@ register_resolvers()
 # -- before Hydra: the command line checked and (for resume=<run dir>) completed -------------------------------------
 _EXPERT_FLAGS = ("-h", "--help", "--hydra-help", "--info", "-i", "-cn", "--config-name", "-cp", "--config-path",
                  "-cd", "--config-dir", "--shell-completion", "-sc", "--version", "--experimental-rerun")
+_EXPERT_PREFIXES = ("--config-name=", "--config-path=", "--config-dir=", "--info=")   # another config: Hydra checks
 _VALUE_FLAGS = ("--cfg", "-c", "--package", "-p")      # Hydra flags followed by a value
 RESUME_DROPS = ("resume", "hydra.run.dir", "hydra.output_subdir")   # saved overrides that a resume replaces
 RESUME_SUBDIR = ".hydra/resumed"   # where a resumed session's Hydra files go: .hydra/ keeps the run's own command
@@ -214,7 +215,7 @@ def preflight(args: list[str]) -> list[str]:
     """The command line of scripts/run.py, checked before Hydra runs (one `error:` line instead of Hydra's report):
     group options, keys and values compose, a sweep has -m, method= is not shadowed by a sweep, the run directory
     can be written. Returns it with `resume=<run dir>` expanded (expand_resume)."""
-    if any(a in _EXPERT_FLAGS or a.startswith(_EXPERT_FLAGS[5:]) for a in args):
+    if any(a in _EXPERT_FLAGS or a.startswith(_EXPERT_PREFIXES) for a in args):
         return args
     args = expand_resume(args)
     overrides, flags = split_args(args)

@@ -242,7 +242,8 @@ def warm_up(runner: Runner, cells: list[Cell], examples: list[dict]) -> None:
     """Every (method, k, batch size, schedule, temperature) warmup_examples times (greedy first: the controlled draft's
     reference), call j on the j-th batch of the warm-up examples at the cell's batch size (cycled where there are
     too few); nothing recorded. `warmup_max_new_tokens` shortens these generations."""
-    n = runner.cfg.get("warmup_max_new_tokens")
+    n = min(int(runner.cfg.get("warmup_max_new_tokens") or runner.cfg.task.max_new_tokens),
+            int(runner.cfg.task.max_new_tokens))            # never longer than the timed generations
     calls = int(runner.cfg.get("warmup_examples", 0) or 0)
     for j in range(calls if examples else 0):
         seen = set()
@@ -279,6 +280,12 @@ def measure_cost(runner: Runner, example: dict, run_dir: Path, cells: list[Cell]
     finally:
         if pair.controlled is not None:
             pair.controlled.attach()
+    if (run_dir / COST_FILE).exists():     # a resumed run: earlier sessions' measurements are kept, not replaced
+        try:
+            old = json.loads((run_dir / COST_FILE).read_text())
+            cost["previous_sessions"] = old.pop("previous_sessions", []) + [old]
+        except (OSError, ValueError):
+            pass
     write_json(run_dir / COST_FILE, cost)
     return cost
 
@@ -389,8 +396,15 @@ def print_report(cfg: DictConfig, rows: list[dict], n_examples: int, device, run
 
 
 # -- the run ------------------------------------------------------------------------------------------------------
-def run_experiment(cfg: DictConfig, run_dir: str | os.PathLike) -> list[dict]:
-    """Run (or resume) one experiment into `run_dir`; returns the summary rows."""
+def _phase(cfg: DictConfig, what: str) -> None:
+    """One line on stderr as a long phase before the first record starts (with progress=true)."""
+    if cfg.get("progress", True):
+        _warn(what)
+
+
+def run_experiment(cfg: DictConfig, run_dir: str | os.PathLike, progress: dict | None = None) -> list[dict]:
+    """Run (or resume) one experiment into `run_dir`; returns the summary rows. `progress` (a dict) is kept
+    up to date with the run's `cells`, `examples` and `done` (finished cell keys), for the interrupt message."""
     started = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -407,6 +421,8 @@ def run_experiment(cfg: DictConfig, run_dir: str | os.PathLike) -> list[dict]:
     writer = ResultsWriter(run_dir / RESULTS_FILE)   # repairs a torn last line; `done` = finished cells
     records = [Record.from_dict(d) for d in writer.existing]
     todo = [ex for ex in timed if any(c.key(ex["id"]) not in writer.done for c in cells)]
+    if progress is not None:
+        progress.update(cells=cells, examples=timed, done=writer.done)
     if cfg.get("resume"):
         total = len(cells) * len(timed)
         finished = sum(c.key(ex["id"]) in writer.done for c in cells for ex in timed)
@@ -415,12 +431,17 @@ def run_experiment(cfg: DictConfig, run_dir: str | os.PathLike) -> list[dict]:
     pair = tracker = None
     env, rows, cost = {}, [], {"cost_ratio_c": math.nan}
     try:
+        if todo:
+            _phase(cfg, f"loading {node_label(cfg.model)} and draft {node_label(cfg.draft)} ...")
         pair = load_pair(cfg, device, timed + warm) if todo else None   # nothing left to run: summary only
         env = describe_run(cfg, run_dir, device, pair, resumed=bool(cfg.get("resume")))
         tracker = start_tracker(cfg, run_dir)
         if todo:
             runner = Runner(cfg, pair, device)
+            _phase(cfg, f"warming up every cell ({int(cfg.get('warmup_examples', 0) or 0)} call(s) each, nothing "
+                        "recorded) ...")
             warm_up(runner, cells, warm)
+            _phase(cfg, "measuring the cost ratio c and the verify-cost curve v(m) ...")
             cost = measure_cost(runner, timed[0], run_dir, cells)
             env["verify_cost"] = cost.get("verify_cost")      # v(m): also in cost_ratio.json
             run_examples(runner, cells, todo, timed, writer, records, tracker)
@@ -433,6 +454,14 @@ def run_experiment(cfg: DictConfig, run_dir: str | os.PathLike) -> list[dict]:
             finish_env(run_dir, env, started, device)
     print_report(cfg, rows, len(timed), device, run_dir)
     return rows
+
+
+def finished_cells(progress: dict) -> str:
+    """"N of M cell runs finished" (cells x examples) from run_experiment's progress dict."""
+    if not progress:
+        return "no cell run finished yet"
+    keys = [c.key(ex["id"]) for c in progress["cells"] for ex in progress["examples"]]
+    return f"{sum(k in progress['done'] for k in keys)} of {len(keys)} cell runs (cells x examples) finished"
 
 
 def resume_command(run_dir) -> str:
@@ -469,9 +498,10 @@ def cli_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     run_dir = HydraConfig.get().runtime.output_dir
-    code = cli.run(lambda: run_experiment(cfg, run_dir) and None,
-                   on_interrupt=lambda: f"finished cells are in {Path(run_dir) / RESULTS_FILE}; continue with: "
-                                        f"{resume_command(run_dir)}")
+    progress: dict = {}
+    code = cli.run(lambda: run_experiment(cfg, run_dir, progress) and None,
+                   on_interrupt=lambda: f"{finished_cells(progress)} in {Path(run_dir) / RESULTS_FILE}; continue "
+                                        f"with: {resume_command(run_dir)}")
     if code == 2 and not cfg.get("resume"):
         remove_if_empty(Path(run_dir))
     if code:

@@ -21,7 +21,8 @@ import torch
 
 from .errors import HarnessError, StairsError
 
-OFFLINE_HINT = "or use the shipped pair: python scripts/run.py experiment=tiny_cpu"
+OFFLINE_HINT = ("or run offline: python scripts/run.py experiment=tiny_cpu (the shipped trained pair) or "
+                "experiment=paper_scale_t5_large (the paper's architectures with random weights)")
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 META_KEYS = ("name", "vocab_size", "tokenizer", "chat_template", "alpha", "alpha_seed")   # `arch` is a builder arg

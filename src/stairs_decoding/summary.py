@@ -221,7 +221,12 @@ _FORMATS = {"alpha req.": "{:.2f}", "mean s/ex": "{:.4f}", "tok/s": "{:.1f}", "t
 _SPEED_COLUMNS = ("time_reduction_pct", "speedup", "speedup_ci", "bound_speedup", "achieved_over_bound", "cost_ratio_c")
 NOT_EXACT_HEADING = "not exact (output differs from the target's greedy output; no speed-up or time reduction):"
 TABLE_NOTE = ("mean s/ex: mean seconds per example; speed-up = greedy's total seconds / the method's on the same "
-              "examples (the ratio of their mean s/ex); time red. % = 100·(1 − 1/speed-up), positive = faster")
+              "examples (the ratio of their mean s/ex); time red. % = 100·(1 − 1/speed-up), positive = faster\n"
+              "acc/round: draft tokens kept per round; tok/call: new tokens per target call; alpha: per-token "
+              "acceptance; c: draft step / target step (the lean draft step's c where the cell ran it); bound: "
+              "ideal speed-up at alpha and c; v(k+1): cost of verifying k+1 tokens in target steps; ach/bound, "
+              "ach/bound(v): speed-up / bound without and with v; exact: share of outputs equal to greedy's; every "
+              "column: docs/summary_columns.md")
 
 
 def _interval(lo, hi) -> str:

@@ -27,7 +27,8 @@ def _rows_to_examples(rows, *, source_field: str, reference_field: str, id_field
         try:
             source, reference = _get(row, source_field), _get(row, reference_field)
         except (KeyError, TypeError):
-            raise HarnessError(f"task rows have no field {source_field!r} / {reference_field!r}; "
+            raise HarnessError(f"task rows have no field {source_field!r} / {reference_field!r} (set "
+                               "task.loader.source_field / reference_field); "
                                f"fields are {sorted(row)}") from None
         ex_id = str(_get(row, id_field)) if id_field and id_field in row else f"{id_prefix}{i}"
         out.append({"id": ex_id, "source": prefix + source, "reference": reference})

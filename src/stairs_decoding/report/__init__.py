@@ -12,6 +12,7 @@ kind. A new figure is one new module and one entry in `FIGURES`.
 """
 from __future__ import annotations
 
+import sys
 from functools import cached_property
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from .bars import plot_inference_bars
 from .batch import plot_throughput_vs_batch
 from .k_sweep import plot_k_sweep
 from .runs import (BASELINES, FLOORS, PAPER_REDUCTION_PCT, SPEC_METHODS, arch_key, best_k, best_k_per_alpha,
-                   environment_caption, is_alpha_sweep, is_batch_sweep, is_exact, is_sampling_sweep, load_alpha_sweep,
+                   environment_caption, incomplete, is_alpha_sweep, is_batch_sweep, is_exact, is_sampling_sweep, load_alpha_sweep,
                    load_results, load_summaries, pair_label, paper_pair, pull_wandb, read_env, run_device, run_dirs,
                    run_kind)
 from .sampling import plot_sampling
@@ -57,6 +58,9 @@ def make_all(runs, out_dir) -> list[Path]:
     paper_scale_alpha). CPU runs write into `out_dir`; runs on another device (scripts/gpu_check.sh:
     results/*_gpu) into `out_dir`/<device>/, so that no figure mixes timings from two kinds of hardware."""
     dirs = run_dirs(runs)
+    for d in dirs:
+        if (why := incomplete(d)) is not None:
+            print(f"warning: {why}", file=sys.stderr, flush=True)
     written = []
     for device in sorted({run_device(d) for d in dirs}, key=lambda d: (d != "cpu", d)):
         on_device = [d for d in dirs if run_device(d) == device]

@@ -91,6 +91,24 @@ def run_dirs(runs) -> list[Path]:
     return dirs
 
 
+def incomplete(run_dir) -> str | None:
+    """Why a run's figures would show less than it was meant to measure (cells with fewer examples than its
+    task.num_examples: an interrupted run), or None."""
+    import pandas as pd
+    from omegaconf import OmegaConf
+
+    run_dir = Path(run_dir)
+    try:
+        want = OmegaConf.load(run_dir / "config.yaml").task.get("num_examples")
+        n = pd.read_csv(run_dir / "summary.csv")["n"]
+    except Exception:  # noqa: BLE001 — no config or summary: nothing to compare
+        return None
+    if want is None or n.empty or int(n.min()) >= int(want):
+        return None
+    return (f"{run_dir} is incomplete: some cells have {int(n.min())} of {int(want)} examples; its figures show "
+            f"what was finished (continue it: python scripts/run.py resume={run_dir})")
+
+
 def _any_above(run_dir, column: str, value: float) -> bool:
     """Whether a row of the run's summary.csv has `column` above `value` (a missing file, column or cell: no)."""
     import pandas as pd
