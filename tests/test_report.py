@@ -249,3 +249,28 @@ def test_an_interrupted_run_is_named_incomplete_before_its_figures(tmp_path, cap
     assert why is not None and "30 of 300 examples" in why and f"resume={run}" in why
     report.make_all([run], tmp_path / "figs")
     assert f"warning: {why}" in capsys.readouterr().err
+
+
+def test_committed_figures_are_readable_no_overlapping_labels(monkeypatch, tmp_path):
+    """Every figure made from the committed runs, at its committed size: no two annotations of one panel overlap
+    (the T5-3B panel's k labels did), and no axis label runs into another panel (k_sweep's y label did)."""
+    figs = _captured_figures(monkeypatch, [ROOT / "results"], tmp_path)
+    assert len(figs) >= 6
+    for name, fig in figs.items():
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        panels = [ax for ax in fig.axes if ax.get_visible()]
+        for ax in panels:
+            boxes = [t.get_window_extent(renderer) for t in ax.texts if t.get_visible() and t.get_text().strip()]
+            for i, a in enumerate(boxes):
+                for b in boxes[i + 1:]:
+                    overlap_w = min(a.x1, b.x1) - max(a.x0, b.x0)
+                    overlap_h = min(a.y1, b.y1) - max(a.y0, b.y0)
+                    assert overlap_w <= 1 or overlap_h <= 1, (name, ax.get_title(), a, b)
+            for label in (ax.yaxis.label, ax.xaxis.label):
+                if not label.get_text():
+                    continue
+                box = label.get_window_extent(renderer)
+                for other in panels:
+                    if other is not ax:
+                        assert not box.overlaps(other.get_window_extent(renderer)), (name, label.get_text())
