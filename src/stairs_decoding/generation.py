@@ -19,7 +19,7 @@ def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft
              max_new_tokens: int = 64, attention_mask=None, eos_token_id=None, schedule: str = "constant",
              ignore_eos: bool = False, generation_config=None, num_branches: int | None = None,
              max_ngram: int | None = None, min_ngram: int | None = None, confidence_threshold: float | None = None,
-             draft_forward: str | None = None, **kwargs) -> GenerationResult:
+             draft_forward: str | None = None, streamer=None, **kwargs) -> GenerationResult:
     """Greedy generation (or sampling) with `method`; every method returns what `target.generate(do_sample=False)`
     returns, and with do_sample=True a sample of what `target.generate(do_sample=True)` samples (speculative
     sampling: the same distribution; methods/_speculative.py).
@@ -50,6 +50,9 @@ def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft
             and mT5 drafts with sdpa attention), "transformers" through `draft(...)`, or "auto" (default: lean where
             the draft allows it). The target always runs its own forward. What ran is `stats.draft_forward`.
         Each option is refused by a method that does not read it (methods.Method.options).
+        streamer: transformers' streamer protocol (TextStreamer, TextIteratorStreamer): `put` the prompt (an
+            encoder-decoder's decoder start), then each round's committed tokens as they are committed, then `end`.
+            Batch size 1, as transformers' generate.
         generation_config, **kwargs: generation settings as for `model.generate`. The target's own
             generation_config applies (a checkpoint's forced_bos_token_id, bad_words_ids, ...), then these;
             the settings that change greedy output (`settings.GREEDY_SETTINGS`: forced BOS/EOS, no_repeat_ngram_size,
@@ -61,6 +64,7 @@ def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft
             RNG (`torch.manual_seed` makes a call reproducible). Methods with `Method.sampling` only.
     """
     greedy_settings = _check_kwargs(kwargs)
+    _check_streamer(streamer, input_ids)
     options = _check_args(target, draft, input_ids, attention_mask, method, num_draft_tokens, max_new_tokens, schedule,
                           dict(num_branches=num_branches, max_ngram=max_ngram, min_ngram=min_ngram,
                                confidence_threshold=confidence_threshold, draft_forward=draft_forward))
@@ -87,7 +91,7 @@ def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft
         t0 = clock()
         tokens = methods.METHODS[method].run(target, draft, input_ids, attention_mask, k=num_draft_tokens,
                                              max_new_tokens=max_new_tokens, schedule=schedule, settings=settings,
-                                             stats=stats, clock=clock, options=options)
+                                             stats=stats, clock=clock, options=options, streamer=streamer)
         stats.total_seconds = clock() - t0
     return GenerationResult(tokens=tokens, stats=stats)
 
@@ -95,6 +99,15 @@ def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft
 # -- validation: everything is checked before any model runs ----------------------------------------------
 def _fail(msg: str):
     raise GenerationInputError(msg)
+
+
+def _check_streamer(streamer, input_ids) -> None:
+    if streamer is None:
+        return
+    if not (callable(getattr(streamer, "put", None)) and callable(getattr(streamer, "end", None))):
+        _fail(f"streamer must have put() and end() (transformers' BaseStreamer), got {type(streamer).__name__}")
+    if torch.is_tensor(input_ids) and input_ids.dim() == 2 and input_ids.shape[0] != 1:
+        _fail(f"streamer= streams one sequence: batch size 1 (as transformers' generate), got {input_ids.shape[0]}")
 
 
 def _check_kwargs(kwargs: dict) -> dict:

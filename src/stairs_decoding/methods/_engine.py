@@ -9,8 +9,9 @@ from ._state import ModelState, Sequence, ragged_unsupported
 
 
 def engine_run(method, target, draft, input_ids, attention_mask, *, k, max_new_tokens, schedule, settings, stats,
-               clock, options):
-    """Run registry entry `method` (its module's `run`) on our engine; returns the new tokens of each row."""
+               clock, options, streamer=None):
+    """Run registry entry `method` (its module's `run`) on our engine; returns the new tokens of each row.
+    `streamer` (batch 1): gets the prefix, then each commit's tokens (Sequence), then `end()`."""
     module = method.module
     uses_target, uses_draft = method.uses_target, method.needs_draft
     first = target if uses_target else draft
@@ -29,7 +30,8 @@ def engine_run(method, target, draft, input_ids, attention_mask, *, k, max_new_t
     ragged = (batch > 1 and not settings.reads_prefix
               and not any(ragged_unsupported(m) for m, used in ((target, uses_target), (draft, uses_draft)) if used))
     seq = Sequence(prefix, prefix_mask, max_new_tokens=max_new_tokens, eos_ids=eos, pad_id=settings.pad_id,
-                   settings=settings, ragged=ragged, compact=batch > 1 and not settings.reads_prefix)
+                   settings=settings, ragged=ragged, compact=batch > 1 and not settings.reads_prefix,
+                   streamer=streamer)
     stats.ragged = ragged and method.speculative
     stats.row_accepted, stats.row_rejections = [[] for _ in range(batch)], [0] * batch
     rolls_back = bool(getattr(module, "ROLLS_BACK", False))
@@ -47,6 +49,8 @@ def engine_run(method, target, draft, input_ids, attention_mask, *, k, max_new_t
     module.run(tstate, dstate, seq, k=k, schedule=schedule, stats=stats, options=options,
                encoder_inputs=(input_ids, attention_mask) if enc_dec else None)
 
+    if streamer is not None:
+        streamer.end()
     tokens = seq.outputs()
     stats.new_tokens = sum(len(t) for t in tokens)
     if tstate is not None:

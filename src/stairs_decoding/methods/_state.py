@@ -84,10 +84,11 @@ class Sequence:
 
     def __init__(self, prefix: torch.Tensor, prefix_mask: torch.Tensor | None, *, max_new_tokens: int,
                  eos_ids: torch.Tensor | None, pad_id: int, settings=None, ragged: bool = False,
-                 compact: bool = False):
+                 compact: bool = False, streamer=None):
         """`settings`: the target's generation settings (settings.Settings: its logits processors); none = plain
         argmax. `ragged`: rows may advance by their own counts (`append_rows`); else `append_rows` takes the
-        minimum count over the running rows (lockstep). `compact`: finished rows leave the batch (`drop_finished`)."""
+        minimum count over the running rows (lockstep). `compact`: finished rows leave the batch (`drop_finished`).
+        `streamer` (one row): `put` the prefix now, then every commit's emitted tokens (transformers' protocol)."""
         from ..settings import Settings
 
         self.settings = settings if settings is not None else Settings.plain(pad_id)
@@ -111,6 +112,9 @@ class Sequence:
         self.last_shift = None                    # the last re-alignment: (shift, old length, valid, moved), [B] each
         # Positions of a left-padded row start at its first real token.
         self.pad_offset = None if prefix_mask is None else (prefix_mask.shape[1] - prefix_mask.sum(1, keepdim=True))
+        self.streamer = streamer
+        if streamer is not None:
+            streamer.put(prefix.cpu())
         # The last position each row may ever keep a token at, [B, 1]. A row ahead of the others is fed filler draft
         # positions past it (k is sized on the row furthest behind); those tokens can never be kept, so they take
         # this position, which a learned position table has (model.generate's own limit for the row).
@@ -153,6 +157,8 @@ class Sequence:
             emitted = torch.where(hit, is_eos.int().argmax(1) + 1, counts)
             self.finished |= hit
         self.lengths += emitted
+        if self.streamer is not None and int(emitted[0]):
+            self.streamer.put(new[0, :int(emitted[0])].cpu())
         self.finished |= self.lengths >= self.max_new_tokens
         self.done = bool(self.finished.all())
         self.emitted = emitted

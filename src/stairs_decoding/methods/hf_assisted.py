@@ -105,6 +105,31 @@ def _own_hooks(model):
     return clone
 
 
+class EndAtEos:
+    """A streamer in front of the caller's for transformers' own generate(): the prompt, then tokens up to the
+    first EOS (transformers' assisted loop may put a round's tokens past it, which the output then drops)."""
+
+    def __init__(self, streamer, eos_ids):
+        self.streamer, self.eos_ids, self.prompt_seen, self.ended = streamer, set(eos_ids or ()), False, False
+
+    @classmethod
+    def wrap(cls, streamer, eos_ids):
+        return None if streamer is None else cls(streamer, eos_ids)
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            self.streamer.put(value)
+            return
+        row = cut_after_eos(value.reshape(-1).tolist(), self.eos_ids) if not self.ended else []
+        self.ended = self.ended or len(row) < value.numel() or bool(row and row[-1] in self.eos_ids)
+        if row:
+            self.streamer.put(torch.tensor(row, dtype=value.dtype))
+
+    def end(self) -> None:
+        self.streamer.end()
+
+
 def cut_after_eos(row: list[int], eos_ids) -> list[int]:
     """A row of transformers' output up to and including its first EOS id (padding after it dropped)."""
     for i, tok in enumerate(row):
@@ -132,17 +157,17 @@ def _config_for_hf(settings, target, max_new_tokens: int) -> GenerationConfig:
 
 
 def generate_run(target, draft, input_ids, attention_mask, *, k: int, max_new_tokens: int, schedule: str, settings,
-                 stats: DecodingStats, clock: Clock, options: dict) -> list[list[int]]:
+                 stats: DecodingStats, clock: Clock, options: dict, streamer=None) -> list[list[int]]:
     """`target.generate(assistant_model=draft)` with k draft tokens per round (constant; with schedule="confidence"
     transformers' own confidence stop at `confidence_threshold`), metered."""
     return assisted_run(target, draft, input_ids, attention_mask, k=k, max_new_tokens=max_new_tokens,
-                        settings=settings, stats=stats, clock=clock, defaults=False,
+                        settings=settings, stats=stats, clock=clock, defaults=False, streamer=streamer,
                         confidence=options["confidence_threshold"] if schedule == "confidence" else None)
 
 
 def assisted_run(target, draft, input_ids, attention_mask, *, k: int, max_new_tokens: int, settings,
-                 stats: DecodingStats, clock: Clock, defaults: bool, confidence: float | None = None
-                 ) -> list[list[int]]:
+                 stats: DecodingStats, clock: Clock, defaults: bool, confidence: float | None = None,
+                 streamer=None) -> list[list[int]]:
     """One metered `target.generate(assistant_model=draft)`. `defaults=False`: our settings (constant k, no
     confidence stop, the decoder mask of the module docstring); `defaults=True`: k alone, nothing else changed.
     The drafted count of each round is the number of draft decoder calls before its verification call."""
@@ -165,7 +190,7 @@ def assisted_run(target, draft, input_ids, attention_mask, *, k: int, max_new_to
                                                          device=input_ids.device)
         with _assistant_settings(draft, k, defaults=defaults, confidence=confidence), _quiet_internal_deprecation():
             out = target.generate(input_ids, attention_mask=attention_mask, assistant_model=draft,
-                                  generation_config=config, **extra)
+                                  generation_config=config, streamer=EndAtEos.wrap(streamer, eos_ids), **extra)
     finally:
         for m in meters.values():
             m.remove()

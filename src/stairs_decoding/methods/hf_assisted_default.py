@@ -11,6 +11,6 @@ from .hf_assisted import assisted_run
 
 
 def generate_run(target, draft, input_ids, attention_mask, *, k: int, max_new_tokens: int, schedule: str, settings,
-                 stats: DecodingStats, clock: Clock, **_) -> list[list[int]]:
+                 stats: DecodingStats, clock: Clock, streamer=None, **_) -> list[list[int]]:
     return assisted_run(target, draft, input_ids, attention_mask, k=k, max_new_tokens=max_new_tokens,
-                        settings=settings, stats=stats, clock=clock, defaults=True)
+                        settings=settings, stats=stats, clock=clock, defaults=True, streamer=streamer)

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from ..stats import DecodingStats
 from ..timing import Clock
-from .hf_assisted import _config_for_hf, _Meter, cut_after_eos
+from .hf_assisted import EndAtEos, _config_for_hf, _Meter, cut_after_eos
 
 
 def generate_run(target, draft, input_ids, attention_mask, *, k: int, max_new_tokens: int, schedule: str, settings,
-                 stats: DecodingStats, clock: Clock, **_) -> list[list[int]]:
+                 stats: DecodingStats, clock: Clock, streamer=None, **_) -> list[list[int]]:
     config = _config_for_hf(settings, target, max_new_tokens)
     meters = [_Meter(target, clock)]
     if target.config.is_encoder_decoder:
         meters.append(_Meter(target.get_encoder(), clock))
     try:
-        out = target.generate(input_ids, attention_mask=attention_mask, generation_config=config)
+        out = target.generate(input_ids, attention_mask=attention_mask, generation_config=config,
+                              streamer=EndAtEos.wrap(streamer, settings.eos_ids))
     finally:
         for m in meters:
             m.remove()
