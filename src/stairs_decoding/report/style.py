@@ -69,6 +69,8 @@ def save_and_close(fig, out_dir, name: str) -> list[Path]:
 
 def legend_below(ax, ncol: int = 3) -> None:
     """The legend under the axes, where it cannot cover data (constrained layout makes room for it)."""
+    if not ax.get_legend_handles_labels()[0]:     # nothing labelled (e.g. no stairs_cached cell): no legend
+        return
     ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=ncol, frameon=False)
 
 
