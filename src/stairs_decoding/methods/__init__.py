@@ -75,14 +75,14 @@ register(Method("stairs", stairs, "the paper's stairs batch: k+1 prefixes verifi
                 options=("confidence_threshold", "draft_forward"), label="stairs (paper)", color="#1f77b4",
                 marker="o"))
 register(Method("stairs_cached", stairs_cached, "ours: one causal row of k+1 tokens through persistent "
-                "KV caches, rolled back after each round", needs_draft=True, uses_k=True, speculative=True, verify_row=True,
-                schedules=("constant", "heuristic", "confidence", "auto"), sampling=True,
+                "KV caches, rolled back after each round", needs_draft=True, uses_k=True, speculative=True,
+                verify_row=True, schedules=("constant", "heuristic", "confidence", "auto"), sampling=True,
                 options=("confidence_threshold", "draft_forward"), label="stairs_cached (ours)", color="#2ca02c",
                 marker="s"))
 register(Method("lookup", lookup, "ours: no draft model; n-gram lookup in the source (encoder input or prompt) and "
                 "the output so far proposes up to k tokens, verified as in stairs_cached", uses_k=True,
-                speculative=True, verify_row=True, options=("max_ngram", "min_ngram"), label="lookup (ours, no draft)",
-                color="#17becf", marker="*"))
+                speculative=True, verify_row=True, options=("max_ngram", "min_ngram"),
+                label="lookup (ours, no draft)", color="#17becf", marker="*"))
 register(Method("stairs_tree", stairs_tree, "ours: one target call verifies several branches as rows of a batch "
                 "(the draft's continuation, source lookups, the draft's runner-up tokens); the longest verified "
                 "wins and its cache row is kept", needs_draft=True, uses_k=True, speculative=True,
@@ -90,8 +90,8 @@ register(Method("stairs_tree", stairs_tree, "ours: one target call verifies seve
                 options=("num_branches", "max_ngram", "min_ngram", "confidence_threshold", "draft_forward"),
                 label="stairs_tree (ours)", color="#e377c2", marker="h"))
 register(Method("hf_assisted", hf_assisted, "Hugging Face assisted generation, target.generate("
-                "assistant_model=draft), constant k", needs_draft=True, uses_k=True, speculative=True, verify_row=True, batch=False,
-                schedules=("constant", "confidence"), sampling=True, options=("confidence_threshold",),
+                "assistant_model=draft), constant k", needs_draft=True, uses_k=True, speculative=True,
+                verify_row=True, batch=False, schedules=("constant", "confidence"), sampling=True, options=("confidence_threshold",),
                 caller_mask=True, label="HF assisted (transformers)", color="#d62728", marker="^"))
 register(Method("hf_assisted_default", hf_assisted_default, "Hugging Face assisted generation with transformers' "
                 "defaults (confidence stop 0.4, no decoder mask), k set on the draft's generation_config",
@@ -100,7 +100,8 @@ register(Method("hf_assisted_default", hf_assisted_default, "Hugging Face assist
 register(Method("draft_greedy", draft_greedy, "the draft alone, greedily (the quality/speed floor)",
                 needs_draft=True, uses_target=False, exact=False, sampling=True, label="draft alone", color="#9467bd", marker="v"))
 register(Method("hf_greedy", hf_greedy, "transformers' own target.generate(do_sample=False): the overhead "
-                "reference for our greedy loop", sampling=True, caller_mask=True, label="HF greedy (transformers)", color="#8c564b", marker="x"))
+                "reference for our greedy loop", sampling=True, caller_mask=True, label="HF greedy (transformers)",
+                color="#8c564b", marker="x"))
 
 SCHEDULES = tuple(dict.fromkeys(s for m in METHODS.values() for s in m.schedules))
 
