@@ -266,3 +266,39 @@ def test_the_drafts_cache_stays_true_in_every_batch_layout(name, monkeypatch):
     res = generate(target, ids, attention_mask=mask, draft=draft, method="stairs_tree", num_draft_tokens=4,
                    max_new_tokens=30, ignore_eos=True)
     assert res.stats.branch_wins and len(checked) > 5
+
+
+def test_a_batch_verifies_only_the_branches_its_rows_have(shipped, monkeypatch):
+    """stairs_tree at batch > 1 feeds each row once per candidate it has (a row whose lookups agree with its draft
+    costs one row), not every row `num_branches` times; outputs stay transformers' greedy."""
+    from stairs_decoding.methods import stairs_tree
+    from stairs_decoding.methods._state import ModelState
+
+    target, draft, tok, sources = shipped
+    original, fed = ModelState.step_branches, []
+
+    def step_branches(self, seq, candidates, owners):
+        fed.append((seq.tokens.shape[0], candidates.shape[0], torch.bincount(owners, minlength=seq.tokens.shape[0])))
+        return original(self, seq, candidates, owners)
+
+    made, counted = stairs_tree.candidates, []
+
+    def candidates(*args, **kwargs):
+        out = made(*args, **kwargs)
+        counted.append(out[3].tolist())
+        return out
+
+    monkeypatch.setattr(ModelState, "step_branches", step_branches)
+    monkeypatch.setattr(stairs_tree, "candidates", candidates)
+    enc = tok(sources, return_tensors="pt", padding=True)
+    ref = target.generate(**enc, do_sample=False, num_beams=1, max_new_tokens=40)[:, 1:].tolist()
+    ref = [r[:r.index(1) + 1] if 1 in r else r for r in ref]
+    res = generate(target, enc.input_ids, attention_mask=enc.attention_mask, draft=draft, method="stairs_tree",
+                   num_draft_tokens=4, max_new_tokens=40)
+    assert res.tokens == ref
+    multi = [c for c in counted if max(c) > 1]
+    assert len(fed) == len(multi) and fed
+    for (batch, rows, per_row), counts in zip(fed, multi):
+        assert per_row.tolist() == counts and rows == sum(counts)
+    assert any(rows < batch * max(per_row.tolist()) for batch, rows, per_row in fed)    # some row had fewer
+    assert [n for n, r in zip(res.stats.branch_rows, res.stats.branches) if r > 1] == [rows for _, rows, _ in fed]

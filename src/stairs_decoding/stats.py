@@ -37,6 +37,8 @@ class DecodingStats:
     row_accepted: list[list[int]] = field(default_factory=list)
     row_rejections: list[int] = field(default_factory=list)
     branches: list[int] = field(default_factory=list)     # stairs_tree: branches verified per row, each round
+    branch_rows: list[int] = field(default_factory=list)  # stairs_tree: rows its verification fed, each round (the
+    #                                                       branches the running rows have, one row per branch)
     branch_wins: dict = field(default_factory=dict)       # stairs_tree: row-rounds a branch other than the
     #                                                       draft's won, by kind ("lookup", "runner_up")
     ragged: bool = False                  # rows advanced each by its own accepted length

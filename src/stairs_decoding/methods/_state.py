@@ -267,7 +267,6 @@ class ModelState:
         self.seconds = 0.0
         self._keep_arg = "logits_to_keep" in inspect.signature(model.forward).parameters
         self._expanded: dict[int, tuple] = {}
-        self._branches = 1              # rows per input row while step_branches' cache holds every branch
         self.layout = 0                 # the Sequence layout its cache is aligned with (Sequence.layout)
         if self.enc_dec:
             self.encoder_mask = attention_mask
@@ -365,35 +364,35 @@ class ModelState:
         self.cache_len = new_len
 
     # -- several branches per row (stairs_tree) -------------------------------------------------
-    def step_branches(self, seq: Sequence, candidates: torch.Tensor) -> torch.Tensor:
-        """Feed what this model has not seen of the committed tokens, then each of r candidate continuations as a
-        row of its own: candidates [B, r, m] → logits [B, r, m+1, V] (after the last committed token and after each
-        candidate position). The cache then holds B·r rows, one per branch, until `keep_branches` keeps one per
-        input row (the encoder output is shared, expanded like the paper's stairs rows)."""
-        batch, r, m = candidates.shape
-        rows = copy.copy(seq)                       # the committed rows, each repeated r times
-        rows.tokens = seq.tokens.repeat_interleave(r, 0)
-        rows.mask = None if seq.mask is None else seq.mask.repeat_interleave(r, 0)
-        rows.pad_offset = None if seq.pad_offset is None else seq.pad_offset.repeat_interleave(r, 0)
-        rows.last_position = seq.last_position.repeat_interleave(r, 0)
+    def step_branches(self, seq: Sequence, candidates: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
+        """Feed what this model has not seen of the committed tokens, then each candidate continuation as a row of
+        its own: candidates [N, m], owners [N] (the input row each continues; a row with one candidate appears once)
+        → logits [N, m+1, V] (after the last committed token and after each candidate position). The cache then
+        holds those N rows, one per branch, until `keep_branches` keeps one per input row (the encoder output is
+        shared, selected like the paper's stairs rows)."""
+        m = candidates.shape[1]
+        rows = copy.copy(seq)                       # the committed rows, each once per candidate it owns
+        rows.tokens = seq.tokens[owners]
+        rows.mask = None if seq.mask is None else seq.mask[owners]
+        rows.pad_offset = None if seq.pad_offset is None else seq.pad_offset[owners]
+        rows.last_position = seq.last_position[owners]
+        index = _on(owners, self.device)
         if self.cache_len:
-            self.cache.batch_repeat_interleave(r)
+            self.cache.batch_select_indices(index)
         own = (self.encoder_outputs, self.encoder_mask) if self.enc_dec else None
         if self.enc_dec:
-            self.encoder_outputs, self.encoder_mask = self._expand_encoder(r)
+            self.encoder_outputs = BaseModelOutput(last_hidden_state=self.encoder_outputs.last_hidden_state[index])
+            self.encoder_mask = None if self.encoder_mask is None else self.encoder_mask[index]
         try:
-            logits = self.step(rows, candidates.reshape(batch * r, m), keep=m + 1)
+            return self.step(rows, candidates, keep=m + 1)
         finally:
             if own is not None:
                 self.encoder_outputs, self.encoder_mask = own
-        self._branches = r
-        return logits.view(batch, r, m + 1, -1)
 
-    def keep_branches(self, winner: torch.Tensor) -> None:
-        """After `step_branches`: keep branch winner[b] of each input row b (its cache row; no recompute)."""
-        index = torch.arange(winner.shape[0], device=winner.device) * self._branches + winner
-        self.cache.batch_select_indices(_on(index, self.device))
-        self._branches = 1
+    def keep_branches(self, chosen: torch.Tensor) -> None:
+        """After `step_branches`: keep branch row chosen[b] (an index into its N rows) for each input row b (its
+        cache row; no recompute)."""
+        self.cache.batch_select_indices(_on(chosen, self.device))
 
     def select(self, keep: torch.Tensor | None) -> None:
         """Keep only the batch rows `keep` (after `Sequence.drop_finished`; None: nothing to do)."""

@@ -7,9 +7,10 @@ continuations, one per row, sharing the committed prefix (its KV cache) and the 
             source or the output, up to k tokens) and, where the draft's own probabilities put its first mistake
             at position i with probability ≥ RUNNER_UP_MIN, the runner-up branch d1..d(i−1), r_i (its second-best
             token at i);
-  verify  — the target's cache is repeated once per branch and every branch is fed as its own row in ONE forward
-            pass (`ModelState.step_branches`); a round where no row has a second candidate is a plain stairs_cached
-            round;
+  verify  — the target's cache row is repeated once per branch its row has and every branch is fed as its own
+            row in ONE forward pass (`ModelState.step_branches`): a row with one candidate costs one row, so a batch
+            pays only for the branches it proposes; a round where no row has a second candidate is a plain
+            stairs_cached round;
   accept  — per row, the branch with the longest agreeing prefix wins (ties: the draft's, then the earlier);
             its agreed tokens and the target's next token are committed (per row at batch > 1, as everywhere);
   update  — the target keeps the winner's cache row (`keep_branches`: an index selection, no recompute); the draft,
@@ -43,8 +44,8 @@ def covered_by(looked: list[list[list[int]]], finished: list[bool]):
 
 
 def candidates(seq: Sequence, prop, looked: list[list[list[int]]], branches: int):
-    """The round's branches: [B, r, m] tokens (filler past each branch's length), [B, r] lengths and each row's
-    branch kinds ("draft", "lookup", "runner_up"). Branch 0 holds the draft's continuation, extended by the lookup
+    """The round's branches: [B, r, m] tokens (filler past each branch's length), [B, r] lengths, each row's
+    branch kinds ("draft", "lookup", "runner_up") and how many branches each row has, [B]. Branch 0 holds the draft's continuation, extended by the lookup
     branch that begins with it, if one does; r is the most candidates any running row has (≤ `branches`)."""
     drafts = prop.drafts
     batch, m_d = drafts.shape
@@ -79,14 +80,27 @@ def candidates(seq: Sequence, prop, looked: list[list[list[int]]], branches: int
     r = max(len(row) for row in rows)
     flat = [t for row in rows for t in row + [[]] * (r - len(row))]      # rows with fewer branches: empty ones
     out, lengths = as_tensor(flat, max(len(t) for t in flat), seq.pad_id, drafts.device)
-    return out.view(batch, r, -1), lengths.view(batch, r), kinds
+    counts = torch.tensor([len(row) for row in rows], dtype=torch.long, device=drafts.device)
+    return out.view(batch, r, -1), lengths.view(batch, r), kinds, counts
 
 
-def verify(target: ModelState, seq: Sequence, cands: torch.Tensor) -> torch.Tensor:
-    """The target's scores after the committed tokens and every branch position, [B, r, m+1, V]."""
-    if cands.shape[1] == 1:                         # one branch: a plain stairs_cached verification
+def verify(target: ModelState, seq: Sequence, cands: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """The target's scores after the committed tokens and every branch position, [B, r, m+1, V]; only the
+    `counts[b]` branches row b has are fed (its first ones), so a row with one candidate costs one row; the scores
+    of the others are 0 (filler branches of length 0, never kept)."""
+    batch, r, m = cands.shape
+    if r == 1:                                      # one branch: a plain stairs_cached verification
         return stairs_cached.verify(target, seq, cands[:, 0]).unsqueeze(1)
-    return target.step_branches(seq, cands)
+    present = torch.arange(r, device=cands.device).unsqueeze(0) < counts.to(cands.device).unsqueeze(1)   # [B, r]
+    logits = target.step_branches(seq, cands[present], present.nonzero()[:, 0])            # [N, m+1, V]
+    out = logits.new_zeros(batch, r, m + 1, logits.shape[-1])
+    out[present] = logits
+    return out
+
+
+def branch_rows(winner: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Per input row, the row of its winning branch among the N rows `verify` fed, [B]."""
+    return counts.cumsum(0) - counts + winner
 
 
 def choose(cands: torch.Tensor, lengths: torch.Tensor, preds: torch.Tensor) -> torch.Tensor:
@@ -125,20 +139,21 @@ def run(target: ModelState, draft: ModelState, seq: Sequence, *, k: int, schedul
         k_round = min(k, seq.remaining - 1)           # more drafts than tokens left could never be kept
         if lookup is None:
             prop = propose(draft, seq, k_round, threshold)
-            cands, lengths, kinds = prop.drafts.unsqueeze(1), None, None
+            cands, lengths, kinds, counts = prop.drafts.unsqueeze(1), None, None, None
         else:
             looked = lookup.propose(seq, k_round, branches - 1)
             prop = propose(draft, seq, k_round, threshold, alternatives=True,
                            covered=covered_by(looked, seq.finished.tolist()))
-            cands, lengths, kinds = candidates(seq, prop, looked, branches)
+            cands, lengths, kinds, counts = candidates(seq, prop, looked, branches)
         cands = cands.to(seq.tokens.device)
         batch, r, m = cands.shape
-        logits = verify(target, seq, cands)                                   # [B, r, m+1, V]
+        logits = verify(target, seq, cands, counts)                           # [B, r, m+1, V]
         if seq.settings.processors:                   # each position with its own branch's prefix, branch by branch
             logits = torch.stack([seq.settings.positions(seq.tokens, cands[:, j], logits[:, j]) for j in range(r)],
                                  dim=1)              # (a processor may hold per-row state: batches of B rows)
         preds = logits.argmax(-1)                                             # [B, r, m+1]
         stats.branches.append(r)
+        stats.branch_rows.append(batch if counts is None or r == 1 else int(counts.sum()))
         if r == 1:
             winner, draft_valid = None, None
             all_agreed = accept(seq, cands[:, 0], preds[:, 0], stats,
@@ -146,7 +161,7 @@ def run(target: ModelState, draft: ModelState, seq: Sequence, *, k: int, schedul
         else:
             winner = choose(cands, lengths, preds)
             rows = torch.arange(batch, device=cands.device)
-            target.keep_branches(winner)
+            target.keep_branches(branch_rows(winner, counts.to(winner.device)))
             old_length = seq.length
             chosen = preds[rows, winner]
             all_agreed = accept(seq, cands[rows, winner], chosen, stats, lengths[rows, winner])
