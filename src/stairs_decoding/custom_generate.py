@@ -80,14 +80,18 @@ def _infer_mask(input_ids: torch.Tensor, pad: int | None, eos: list[int]) -> tor
 
 def _max_new_tokens(model, gc, kwargs: dict, prompt_len: int) -> int:
     """max_new_tokens as model.generate derives it: the call's max_new_tokens, else its max_length, else the
-    config's max_new_tokens, else its max_length (counted with the prompt, or with the decoder start)."""
+    config's max_new_tokens, else its max_length (counted with the prompt, or with the decoder start), else
+    transformers' model-agnostic default of 20 new tokens (within the model's position table)."""
     new, total = kwargs.pop("max_new_tokens", None), kwargs.pop("max_length", None)
     if new is None and total is None:
         new, total = gc.max_new_tokens, gc.max_length
     if new is not None:
         return new
     used = 1 if model.config.is_encoder_decoder else prompt_len
-    if total is None or total - used < 1:
+    if total is None:
+        limit = getattr(model.config, "max_position_embeddings", None)
+        return 20 if limit is None else max(1, min(20, limit - used))
+    if total - used < 1:
         _fail(f"max_length={total!r} leaves no room for a new token after {used} input position(s); "
               "pass max_new_tokens")
     return total - used
