@@ -37,6 +37,9 @@ if [ "${SMOKE:-0}" = 1 ]; then
          cost_ratio.rounds=2 cost_ratio.steps=4 progress=false)
 fi
 
+# A CPU rehearsal runs the kit's bfloat16 on whatever CPU it has (emulated where it has no bfloat16 matrix units).
+[ "$DEVICE" = cpu ] && [ "${SMOKE:-0}" = 1 ] && small+=(allow_emulated_dtype=true)
+
 if [ "$DEVICE" != cpu ]; then
   "$PYTHON" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else \
 'error: DEVICE=$DEVICE but torch sees no CUDA device (torch ' + torch.__version__ + '); DEVICE=cpu SMOKE=1 rehearses')"
@@ -53,6 +56,7 @@ run() {   # run <experiment> <results folder> [overrides...]
 start=$(date +%s)
 tiny=()
 [ "${SMOKE:-0}" = 1 ] && tiny=(task.num_examples=2 task.max_new_tokens=8 warmup_examples=1 progress=false)
+[ "$DEVICE" = cpu ] && [ "${SMOKE:-0}" = 1 ] && tiny+=(allow_emulated_dtype=true)
 run gpu_tiny tiny_gpu ${tiny[@]+"${tiny[@]}"}          # (this form: empty arrays under set -u, bash < 4.4)
 run gpu_t5_large paper_scale_t5_large_gpu ${small[@]+"${small[@]}"}
 run gpu_t5_3b paper_scale_t5_3b_gpu ${small[@]+"${small[@]}"}

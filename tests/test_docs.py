@@ -72,3 +72,36 @@ def test_readme_python_example_runs_on_the_shipped_pair(capsys):
     ref = target.generate(**batch, do_sample=False, num_beams=1, max_new_tokens=64)
     assert res.tokens[0] == ref[0, 1:].tolist()
     assert capsys.readouterr().out.strip()
+
+
+def test_readme_custom_generate_example_runs_as_written(tmp_path, capsys):
+    """The README's transformers-generate() example, after the export it names, returns model.generate's tensor and
+    streams the text."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    blocks = re.findall(r"^```python\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+    first = next(b for b in blocks if "from stairs_decoding import generate" in b)
+    second = next(b for b in blocks if "custom_generate=" in b)
+    assert '"outputs/custom_generate/stairs_cached"' in second and "scripts/export_custom_generate.py" in \
+        README.read_text()
+    out = tmp_path / "custom_generate"
+    subprocess.run([sys.executable, "scripts/export_custom_generate.py", "--out", str(out)], cwd=ROOT, check=True,
+                   capture_output=True)
+    cwd = os.getcwd()
+    try:
+        os.chdir(ROOT)
+        namespace: dict = {}
+        exec(compile(first, "README.md example", "exec"), namespace)
+        capsys.readouterr()
+        second = second.replace('"outputs/custom_generate/', f'"{out.as_posix()}/')
+        exec(compile(second, "README.md custom_generate example", "exec"), namespace)
+    finally:
+        os.chdir(cwd)
+    target, batch = namespace["target"], namespace["batch"]
+    ref = target.generate(**batch, do_sample=False, num_beams=1, max_new_tokens=64)
+    assert torch.equal(namespace["out"], ref)
+    assert capsys.readouterr().out.strip()

@@ -795,3 +795,27 @@ def test_labels_say_what_was_loaded_not_the_config_name(tmp_path, pair_dir, env)
     report.make_all([run_dir], tmp_path / "figs")
     table = (tmp_path / "figs" / "time_reduction.md").read_text()
     assert target in table and "17.24" not in table and "paper" not in table
+
+
+@pytest.mark.parametrize("flags, refused", [(["avx512f", "avx2"], True), (["avx512_bf16", "avx512f"], False),
+                                            (["amx_bf16", "amx_tile"], False)])
+def test_bfloat16_on_a_cpu_without_its_matrix_units_is_refused_by_name(monkeypatch, flags, refused):
+    """Emulated bfloat16 on a CPU times nothing a bf16 deployment would see: the bf16 paper-scale experiments are
+    refused where the CPU has no AMX/AVX512-BF16 (saying what runs instead), and run where it has them."""
+    from stairs_decoding import run_files
+    from stairs_decoding.checks import check_dtype_hardware, plan_cells
+
+    monkeypatch.setattr(run_files, "cpu_flags", lambda: flags)
+    for experiment in ("paper_scale_t5_large_cpu_bf16", "paper_scale_t5_3b_cpu_bf16"):
+        cfg = compose_cfg([f"experiment={experiment}"])
+        cells = plan_cells(cfg)
+        assert cfg.dtype == "bfloat16" and cfg.device == "cpu"
+        assert {c.alpha for c in cells if c.method == "stairs_cached"} == {0.5, 0.6, 0.7, 0.8, 0.9}
+        assert {c.method for c in cells} == {"greedy", "hf_greedy", "stairs_cached", "hf_assisted"}
+        if refused:
+            with pytest.raises(HarnessError, match=r"^dtype=bfloat16 on this CPU: .*dtype=float32"):
+                check_dtype_hardware(cfg)
+        else:
+            check_dtype_hardware(cfg)
+        check_dtype_hardware(compose_cfg([f"experiment={experiment}", "allow_emulated_dtype=true"]))
+        check_dtype_hardware(compose_cfg([f"experiment={experiment}", "dtype=float32"]))

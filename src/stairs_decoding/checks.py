@@ -355,6 +355,35 @@ def check_architecture_task(cfg: DictConfig) -> None:
                        f"of set acceptance: python scripts/run.py {command}")
 
 
+# The CPU features (as /proc/cpuinfo names them) that run a dtype's matrix multiplies in hardware.
+CPU_UNITS = {"bfloat16": ("amx_bf16", "avx512_bf16"), "float16": ("amx_fp16", "avx512_fp16")}
+
+
+def check_dtype_hardware(cfg: DictConfig) -> None:
+    """bfloat16/float16 on a CPU without matrix units for it is emulated: slower than float32, so its timings say
+    nothing about that dtype's hardware. Refused (unless allow_emulated_dtype=true), naming what runs instead."""
+    from .models import resolve_device, resolve_dtype
+    from .run_files import cpu_flags
+
+    if cfg.get("allow_emulated_dtype"):
+        return
+    for role in ("model", "draft"):
+        node = cfg.get(role)
+        if node is None or is_none_node(node):
+            continue
+        dtype = str(resolve_dtype(node.get("dtype") or cfg.dtype)).removeprefix("torch.")
+        device = node.get("device") or cfg.device
+        if dtype not in CPU_UNITS or resolve_device(device).type != "cpu":
+            continue
+        units = CPU_UNITS[dtype]
+        if not set(units) & set(cpu_flags()):
+            raise HarnessError(f"dtype={dtype} on this CPU: it has no {dtype} matrix units ({' or '.join(units)}), "
+                               f"so torch emulates {dtype}, slower than float32, and the timings would not show "
+                               "what the dtype costs on hardware built for it. Run the same command with "
+                               "dtype=float32 here, or run it on a CPU with those units or on a GPU "
+                               "(allow_emulated_dtype=true runs it anyway)")
+
+
 def plan(cfg: DictConfig, run_dir: Path) -> list[Cell]:
     """Every cheap check, in the order a user would want to hear about them; returns the run's cells."""
     cells = plan_cells(cfg)
@@ -364,6 +393,7 @@ def plan(cfg: DictConfig, run_dir: Path) -> list[Cell]:
         raise HarnessError(f"method(s) {', '.join(needing)} need a draft model, but draft=none; "
                            "choose one, e.g. draft=tiny_draft")
     check_counts(cfg)
+    check_dtype_hardware(cfg)
     check_architecture_task(cfg)
     check_pair_config(cfg.model, cfg.draft if has_draft else None)
     check_available(cfg.model)

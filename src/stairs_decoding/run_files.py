@@ -146,7 +146,7 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _cpu_flags() -> list[str]:
+def cpu_flags() -> list[str]:
     """The CPU's matrix and vector features that decide what a small matrix multiply costs (AMX, AVX-512 BF16/FP16,
     AVX-512, AVX2), as /proc/cpuinfo names them."""
     wanted = ("amx_bf16", "amx_tile", "amx_int8", "amx_fp16", "avx512_bf16", "avx512_fp16", "avx512f", "avx2")
@@ -165,7 +165,7 @@ def kernels(device) -> dict:
     BLAS it was built with; on CUDA the device's compute capability."""
     import torch
 
-    out = {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_flags": _cpu_flags(),
+    out = {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_flags": cpu_flags(),
            "mkl": torch.backends.mkl.is_available(), "mkldnn": torch.backends.mkldnn.is_available(),
            "blas": (re.findall(r"BLAS_INFO=([\w-]+)", torch.__config__.show()) or [None])[0]}
     dev = torch.device(device)
