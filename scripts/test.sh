@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=
 export HF_HOME="$tmp/hf" WANDB_DIR="$tmp/wandb" MPLCONFIGDIR="$tmp/mpl" MPLBACKEND=Agg
 
 echo "== pytest"
-python -m pytest -n 2 -p no:cacheprovider
+python -m pytest -n 2 -p no:cacheprovider --durations=25   # the slowest tests, for keeping CI short
 
 echo "== smoke experiment"
 python scripts/run.py experiment=smoke logger=none hydra.run.dir="$tmp/smoke"
