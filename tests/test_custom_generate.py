@@ -93,3 +93,39 @@ def test_what_only_transformers_loop_honours_is_refused_by_name(folders):
             target.generate(ids, **kw, **extra)
     with pytest.raises(GenerationInputError, match="assistant_model"):
         target.generate(ids, **{**kw, "custom_generate": folders["lookup"]}, assistant_model=draft)
+
+
+def test_configs_and_masks_are_taken_as_model_generate_takes_them(folders):
+    """A generation_config passed in (merged over the model's, as transformers merges it), max_new_tokens from a
+    config beating a call's max_length, an encoder-decoder batch without a mask (transformers infers none there),
+    a checkpoint config asking for beams (refused by name, never silently greedy), right padding refused."""
+    from transformers import GenerationConfig
+
+    for name in ("t5", "llama"):
+        target = archs.build(name)
+        draft = archs.perturbed(target)
+        ids, mask = _batch(name)
+        kw = dict(custom_generate=folders["stairs_cached"], trust_remote_code=True, assistant_model=draft)
+        config = GenerationConfig(max_new_tokens=8, pad_token_id=archs.PAD, do_sample=False)
+        want = target.generate(ids, attention_mask=mask, generation_config=config)
+        assert torch.equal(target.generate(ids, attention_mask=mask, generation_config=config, **kw), want)
+        target.generation_config.max_new_tokens = 6
+        want = target.generate(ids, attention_mask=mask, max_length=40, pad_token_id=archs.PAD, do_sample=False)
+        assert want.shape[1] == (1 if name == "t5" else ids.shape[1]) + 6
+        assert torch.equal(target.generate(ids, attention_mask=mask, max_length=40, pad_token_id=archs.PAD, **kw),
+                           want)
+        target.generation_config.max_new_tokens = None
+        if name == "t5":                       # padded encoder input, no mask: the encoder sees the pads
+            want = target.generate(ids, max_new_tokens=12, pad_token_id=archs.PAD, do_sample=False)
+            assert torch.equal(target.generate(ids, max_new_tokens=12, pad_token_id=archs.PAD, **kw), want)
+        else:
+            right = torch.stack([torch.roll(r, -int((m == 0).sum())) for r, m in zip(ids, mask)])
+            with pytest.raises(GenerationInputError, match="left-padded"):
+                target.generate(right, attention_mask=torch.stack([torch.roll(m, -int((m == 0).sum())) for m in mask]),
+                                max_new_tokens=5, **kw)
+        target.generation_config.num_beams = 4
+        with pytest.raises(GenerationInputError, match="num_beams=4"):
+            target.generate(ids, attention_mask=mask, max_new_tokens=5, **kw)
+        target.generation_config.num_beams = 1
+        with pytest.raises(GenerationInputError, match="decoder_input_ids"):
+            target.generate(ids, attention_mask=mask, max_new_tokens=5, decoder_input_ids=ids[:, :1], **kw)

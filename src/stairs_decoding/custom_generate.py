@@ -23,15 +23,15 @@ from pathlib import Path
 
 import torch
 
-from .errors import GenerationInputError
-from .methods import METHODS
+from .errors import GenerationInputError, StairsError
+from .methods import METHODS, OPTION_DEFAULTS
 
 # model.generate's own arguments that only its loop can honour: refused unless left at "nothing".
 _LOOP_ONLY = ("logits_processor", "stopping_criteria", "prefix_allowed_tokens_fn", "negative_prompt_ids",
               "negative_prompt_attention_mask", "synced_gpus")
 _OUTPUT_FLAGS = ("output_scores", "output_logits", "output_attentions", "output_hidden_states")
-# Special-token settings model.generate reads from its generation config: set on a copy of it for our generate().
-_TOKENS = ("pad_token_id", "bos_token_id", "decoder_start_token_id")
+# Our schedules for transformers' num_assistant_tokens_schedule values (ours start every call at k: "transient").
+_SCHEDULES = {"constant": "constant", "heuristic": "heuristic", "heuristic_transient": "heuristic"}
 
 
 def exported() -> list[str]:
@@ -44,96 +44,91 @@ def _fail(msg: str):
     raise GenerationInputError(f"custom_generate: {msg}")
 
 
+def _given(name: str, kwargs: dict, generation_config, model):
+    """A setting as the caller or a config set it: the call's, else the given config's, else the model's (None)."""
+    for source in (kwargs.get(name), getattr(generation_config, name, None),
+                   getattr(model.generation_config, name, None)):
+        if source is not None:
+            return source
+    return None
+
+
 def _config(model, generation_config, kwargs: dict):
-    """The generation config model.generate would use: the one given (or the model's), with the call's
-    special-token settings on a copy."""
-    gc = copy.deepcopy(generation_config if generation_config is not None else model.generation_config)
-    for name in _TOKENS:
-        if kwargs.get(name) is not None:
-            setattr(gc, name, kwargs.pop(name))
-        else:
-            kwargs.pop(name, None)
-    return gc
+    """The generation config model.generate decodes with: the given one (or a blank one) over the model's and
+    transformers' defaults (its own `_prepare_generation_config`), then the call's generation settings; returns it
+    with the call's arguments that are not settings."""
+    gc, _ = model._prepare_generation_config(copy.deepcopy(generation_config))
+    rest = gc.update(**kwargs)
+    return gc, rest
 
 
-def _eos_list(gc, eos) -> list[int]:
-    eos = gc.eos_token_id if eos is None else eos
-    if eos is None:
-        return []
-    return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
-
-
-def _pad_id(gc, eos: list[int]) -> int | None:
-    """model.generate's pad id: the config's, else the first EOS id."""
-    if gc.pad_token_id is not None:
-        return int(gc.pad_token_id)
-    return eos[0] if eos else None
-
-
-def _infer_mask(input_ids: torch.Tensor, pad: int | None, eos: list[int]) -> torch.Tensor | None:
-    """model.generate's attention mask when none is given: from the pad id when the prompt holds it and the pad id
-    is not an EOS id, else none (all ones)."""
-    if pad is None or pad in eos or not bool((input_ids == pad).any()):
-        return None
-    return input_ids.ne(pad).long()
-
-
-def _max_new_tokens(model, gc, kwargs: dict, prompt_len: int) -> int:
-    """max_new_tokens as model.generate derives it: the call's max_new_tokens, else its max_length, else the
-    config's max_new_tokens, else its max_length (counted with the prompt, or with the decoder start), else
-    transformers' model-agnostic default of 20 new tokens (within the model's position table)."""
-    new, total = kwargs.pop("max_new_tokens", None), kwargs.pop("max_length", None)
-    if new is None and total is None:
-        new, total = gc.max_new_tokens, gc.max_length
-    if new is not None:
-        return new
-    used = 1 if model.config.is_encoder_decoder else prompt_len
-    if total is None:
+def _max_new_tokens(model, gc, default_length: bool, used: int) -> int:
+    """max_new_tokens as model.generate derives it (_prepare_generated_length): max_new_tokens wherever it was set;
+    else an explicit max_length (counted with the prompt, or with the decoder start); else transformers' default of
+    20 new tokens, within the model's position table."""
+    if gc.max_new_tokens is not None:
+        return gc.max_new_tokens
+    if default_length:
         limit = getattr(model.config, "max_position_embeddings", None)
         return 20 if limit is None else max(1, min(20, limit - used))
-    if total - used < 1:
-        _fail(f"max_length={total!r} leaves no room for a new token after {used} input position(s); "
+    if gc.max_length - used < 1:
+        _fail(f"max_length={gc.max_length!r} leaves no room for a new token after {used} input position(s); "
               "pass max_new_tokens")
-    return total - used
+    return gc.max_length - used
 
 
-def _draft_arguments(method: str, assistant_model, gc, kwargs: dict) -> dict:
+def _draft_arguments(method: str, assistant_model, k, schedule, ngram) -> dict:
     """draft, k and schedule from model.generate's assisted-generation arguments."""
     spec = METHODS[method]
-    lookup_k = kwargs.pop("prompt_lookup_num_tokens", None)
-    ngram = kwargs.pop("max_matching_ngram_size", None)
-    k = kwargs.pop("num_assistant_tokens", None)
-    schedule = kwargs.pop("num_assistant_tokens_schedule", None)
     if spec.needs_draft and assistant_model is None:
         _fail(f"{method!r} needs a draft model: pass assistant_model=")
     if not spec.needs_draft and assistant_model is not None:
         _fail(f"{method!r} uses no draft model: leave assistant_model out")
-    if lookup_k is not None and spec.needs_draft:
-        _fail(f"prompt_lookup_num_tokens applies to lookup only; {method!r} takes num_assistant_tokens")
-    if ngram is not None and "max_ngram" not in spec.options:
-        _fail(f"max_matching_ngram_size does not apply to {method!r}")
-    k = next((v for v in (k, lookup_k, gc.num_assistant_tokens) if v is not None), 4)
-    schedule = schedule if schedule is not None else (gc.num_assistant_tokens_schedule or "constant")
-    out = dict(draft=assistant_model, num_draft_tokens=k, schedule=schedule)
+    if schedule not in _SCHEDULES:
+        _fail(f"num_assistant_tokens_schedule={schedule!r}: use one of {', '.join(map(repr, _SCHEDULES))}")
+    out = dict(draft=assistant_model, num_draft_tokens=4 if k is None else k, schedule=_SCHEDULES[schedule])
     if ngram is not None:
+        if "max_ngram" not in spec.options:
+            _fail(f"max_matching_ngram_size does not apply to {method!r}")
         out["max_ngram"] = ngram
     return out
 
 
-def _check_loop_only(kwargs: dict, gc) -> bool:
-    """Refuse what only transformers' loop honours; returns return_dict_in_generate."""
+def _refuse_loop_only(kwargs: dict) -> None:
+    """Refuse what only transformers' loop honours, named as the caller passed it."""
     for name in _LOOP_ONLY:
         value = kwargs.pop(name, None)
         if value is not None and value is not False and not (isinstance(value, (list, tuple)) and not value):
             _fail(f"{name} is not supported (our methods run their own loop); leave it out")
-    for name in _OUTPUT_FLAGS:
-        value = kwargs.pop(name, None)
-        if value if value is not None else getattr(gc, name, False):
-            _fail(f"{name}=True is not supported: the output holds the sequences only")
-    if kwargs.pop("use_cache", None) is False or gc.use_cache is False:
+    if kwargs.pop("use_cache", None) is False:
         _fail("use_cache=False is not supported: our methods decode through KV caches (the output is the same)")
-    value = kwargs.pop("return_dict_in_generate", None)
-    return bool(value if value is not None else getattr(gc, "return_dict_in_generate", False))
+    kwargs.pop("tokenizer", None)          # model.generate reads it for stop_strings only, which are refused
+
+
+def _decoding_kwargs(gc, rest: dict, method: str) -> dict:
+    """What our generate() takes beyond the config: sampling on or off, beam/contrastive arguments (refused there
+    unless "one sequence"), the method's own options; anything else is refused by name."""
+    options = {name: rest.pop(name) for name in OPTION_DEFAULTS if name in rest}
+    for name in _OUTPUT_FLAGS:
+        if getattr(gc, name, False):
+            _fail(f"{name}=True is not supported: the output holds the sequences only")
+    if rest:
+        _fail(f"{', '.join(sorted(rest))}: not supported (arguments of {method!r}: model.generate's generation "
+              f"settings, assistant_model, num_assistant_tokens, and {', '.join(METHODS[method].options) or 'no'} "
+              "method options)")
+    start = gc.decoder_start_token_id
+    if isinstance(start, (list, tuple)) or (torch.is_tensor(start) and start.numel() > 1):
+        _fail("a decoder_start_token_id per row is not supported; give one id")
+    return dict(do_sample=bool(gc.do_sample), num_beams=gc.num_beams, num_return_sequences=gc.num_return_sequences,
+                penalty_alpha=gc.penalty_alpha, **options)
+
+
+def _check_left_padded(mask: torch.Tensor) -> None:
+    width = mask.shape[1]
+    left = torch.arange(width, device=mask.device).unsqueeze(0) >= (width - mask.sum(1, keepdim=True))
+    if not bool((mask.bool() == left).all()):
+        _fail("decoder-only prompts must be left-padded (model.generate would generate after right padding); "
+              "tokenize with padding_side='left'")
 
 
 def run(method: str, model, inputs=None, generation_config=None, assistant_model=None, streamer=None, **kwargs):
@@ -146,31 +141,66 @@ def run(method: str, model, inputs=None, generation_config=None, assistant_model
     input_ids = kwargs.pop("input_ids", None) if inputs is None else inputs
     if input_ids is None or not torch.is_tensor(input_ids):
         _fail("pass the token ids as the first argument or input_ids= (a LongTensor [batch, seq])")
-    gc = _config(model, generation_config, kwargs)
-    return_dict = _check_loop_only(kwargs, gc)
-    eos = _eos_list(gc, kwargs.get("eos_token_id"))
-    pad = _pad_id(gc, eos)
+    _refuse_loop_only(kwargs)
+    default_length = _given("max_length", kwargs, generation_config, model) is None
+    k = _given("num_assistant_tokens", kwargs, generation_config, model)
+    if kwargs.get("prompt_lookup_num_tokens") is not None:
+        if METHODS[method].needs_draft:
+            _fail(f"prompt_lookup_num_tokens applies to lookup only; {method!r} takes num_assistant_tokens")
+        k = kwargs["prompt_lookup_num_tokens"] if k is None else k
+    schedule = _given("num_assistant_tokens_schedule", kwargs, generation_config, model) or "constant"
+    ngram = kwargs.pop("max_matching_ngram_size", None)
+    for name in ("num_assistant_tokens", "num_assistant_tokens_schedule", "prompt_lookup_num_tokens"):
+        kwargs.pop(name, None)
     mask = kwargs.pop("attention_mask", None)
-    if mask is None:
-        mask = _infer_mask(input_ids, pad, eos)
-    max_new = _max_new_tokens(model, gc, kwargs, input_ids.shape[1])
-    draft_args = _draft_arguments(method, assistant_model, gc, kwargs)
-    result = generate(model, input_ids, attention_mask=mask, method=method, max_new_tokens=max_new,
-                      generation_config=gc, streamer=streamer, **draft_args, **kwargs)
+    gc, rest = _config(model, generation_config, kwargs)
     enc_dec = bool(model.config.is_encoder_decoder)
+    eos = _eos_list(gc.eos_token_id)
+    pad = int(gc.pad_token_id) if gc.pad_token_id is not None else (eos[0] if eos else None)
+    if mask is None and not enc_dec:          # model.generate infers a mask for decoder-only prompts only
+        mask = _infer_mask(input_ids, pad, eos)
+    if mask is not None and not enc_dec:
+        _check_left_padded(mask)
+    max_new = _max_new_tokens(model, gc, default_length, 1 if enc_dec else input_ids.shape[1])
+    result = generate(model, input_ids, attention_mask=mask, method=method, max_new_tokens=max_new,
+                      generation_config=gc, streamer=streamer, **_decoding_kwargs(gc, rest, method),
+                      **_draft_arguments(method, assistant_model, k, schedule, ngram))
+    return _output(model, gc, input_ids, result.tokens, pad, enc_dec,
+                   GenerateEncoderDecoderOutput if enc_dec else GenerateDecoderOnlyOutput)
+
+
+def _eos_list(eos) -> list[int]:
+    if eos is None:
+        return []
+    if torch.is_tensor(eos):
+        return [int(e) for e in eos.flatten().tolist()]
+    return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
+
+
+def _infer_mask(input_ids: torch.Tensor, pad: int | None, eos: list[int]) -> torch.Tensor | None:
+    """model.generate's attention mask when none is given: from the pad id when the prompt holds it and the pad id
+    is not an EOS id, else none (all ones)."""
+    if pad is None or pad in eos or not bool((input_ids == pad).any()):
+        return None
+    return input_ids.ne(pad).long()
+
+
+def _output(model, gc, input_ids, tokens, pad, enc_dec, output_class):
+    """model.generate's return value: decoder start (or the prompt as passed), then each row's new tokens, finished
+    rows padded with the pad id; the output class when return_dict_in_generate."""
     if enc_dec:
         start = gc.decoder_start_token_id if gc.decoder_start_token_id is not None else gc.bos_token_id
+        if start is None:
+            _fail("the model's generation config has no decoder_start_token_id or bos_token_id")
         head = torch.full((input_ids.shape[0], 1), int(start), dtype=torch.long, device=input_ids.device)
     else:
         head = input_ids
-    width = max(len(t) for t in result.tokens)
-    new = torch.full((len(result.tokens), width), pad if pad is not None else 0, dtype=torch.long)
-    for b, row in enumerate(result.tokens):
+    width = max(len(t) for t in tokens)
+    new = torch.full((len(tokens), width), pad if pad is not None else 0, dtype=torch.long)
+    for b, row in enumerate(tokens):
         new[b, :len(row)] = torch.tensor(row, dtype=torch.long)
     sequences = torch.cat([head, new.to(head.device)], dim=1)
-    if not return_dict:
-        return sequences
-    return (GenerateEncoderDecoderOutput if enc_dec else GenerateDecoderOnlyOutput)(sequences=sequences)
+    return output_class(sequences=sequences) if gc.return_dict_in_generate else sequences
 
 
 # -- the folders ------------------------------------------------------------------------------------------------
@@ -239,9 +269,14 @@ out = target.generate(**inputs, {call}custom_generate="{folder}", trust_remote_c
 def export(out_dir: str | Path, version: str | None = None) -> list[Path]:
     """Write one custom_generate folder per exported method under `out_dir` (out_dir/<method>/README.md,
     custom_generate/generate.py, custom_generate/requirements.txt); returns the folders."""
+    from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as installed
 
-    version = version or installed("stairs-decoding")
+    try:
+        version = version or installed("stairs-decoding")
+    except PackageNotFoundError:
+        raise StairsError("stairs-decoding is not installed here: pip install -e . first (the folders run it)") \
+            from None
     folders = []
     for name in exported():
         spec = METHODS[name]
