@@ -9,12 +9,13 @@ generate.py is two lines that call `run` below, so the folders never hold a copy
 `run` maps model.generate's arguments onto our `generate()` and returns what model.generate returns: the sequences
 tensor (an encoder-decoder's decoder start, or the prompt exactly as passed, then the new tokens, finished rows padded
 with the pad id), or with return_dict_in_generate=True a GenerateEncoderDecoderOutput / GenerateDecoderOnlyOutput
-holding those sequences. Lengths come as model.generate takes them (max_new_tokens, else max_length, from the call,
-else the generation config); k is num_assistant_tokens (lookup: prompt_lookup_num_tokens too) and its schedule
-num_assistant_tokens_schedule; an attention mask that is not given is inferred from the pad id as model.generate
-infers it. Every other generation argument goes to our generate(), which honours it or refuses it by name; what
-model.generate accepts and we cannot honour (logits_processor, stopping_criteria, scores and attentions in the
-output, ...) is refused by name before any model runs.
+holding those sequences. The settings are merged as model.generate merges them (transformers' own
+`_prepare_generation_config`, then the call's arguments) and read from the result: lengths, EOS and pad ids,
+do_sample, beams (refused by name). k is num_assistant_tokens (lookup: prompt_lookup_num_tokens too) and its
+schedule num_assistant_tokens_schedule; a decoder-only prompt without a mask gets the mask model.generate infers
+from the pad id. What model.generate accepts and we cannot honour (logits_processor, stopping_criteria, scores and
+attentions in the output, right-padded decoder-only prompts, model inputs such as decoder_input_ids, ...) is refused
+by name before any model runs.
 """
 from __future__ import annotations
 
