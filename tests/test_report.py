@@ -43,6 +43,7 @@ def _captured_figures(monkeypatch, runs, tmp_path):
 
     monkeypatch.setattr(report.style, "save_figure", keep)
     monkeypatch.setattr(plt, "close", lambda *a, **k: None)
+    monkeypatch.setitem(plt.rcParams, "figure.max_open_warning", 0)      # kept open on purpose, all of them
     report.make_all(runs, tmp_path)
     return figs
 
