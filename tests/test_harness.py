@@ -530,8 +530,14 @@ def test_multirun_method_and_k(tmp_path, pair_dir, env):
 LONG = 60   # examples: long enough (2 cells each) that the run cannot end before the signal reaches it
 
 
+def _sigint_default():
+    """In the child: SIGINT at its default, so Python turns Ctrl-C into KeyboardInterrupt even when this test runs
+    in a background job (which starts its children with SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_and_wait_for_first_line(args, run_dir, env, **kw):
-    proc = subprocess.Popen(RUN + args, env=env, cwd=ROOT, **kw)
+    proc = subprocess.Popen(RUN + args, env=env, cwd=ROOT, preexec_fn=_sigint_default, **kw)
     results = run_dir / "results.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -671,8 +677,8 @@ def test_batch_size_axis_and_its_errors():
     from stairs_decoding.checks import plan_cells
 
     cells = plan_cells(compose_cfg(["experiment=tiny_batch_cpu"]))
-    assert {c.batch_size for c in cells} == {1, 4, 16}
-    for b in (1, 4, 16):
+    assert {c.batch_size for c in cells} == {1, 4, 16, 32}
+    for b in (1, 4, 16, 32):
         mine = [c for c in cells if c.batch_size == b]
         assert mine[0].method == "greedy" and {c.schedule for c in mine if c.method == "stairs_cached"} == \
             {"constant", "auto"}
