@@ -26,6 +26,7 @@ import torch
 
 from .errors import GenerationInputError, StairsError
 from .methods import METHODS, OPTION_DEFAULTS
+from .settings import _eos
 
 # model.generate's own arguments that only its loop can honour: refused unless left at "nothing".
 _LOOP_ONLY = ("logits_processor", "stopping_criteria", "prefix_allowed_tokens_fn", "negative_prompt_ids",
@@ -156,7 +157,7 @@ def run(method: str, model, inputs=None, generation_config=None, assistant_model
     mask = kwargs.pop("attention_mask", None)
     gc, rest = _config(model, generation_config, kwargs)
     enc_dec = bool(model.config.is_encoder_decoder)
-    eos = _eos_list(gc.eos_token_id)
+    eos = _eos(gc.eos_token_id)
     pad = int(gc.pad_token_id) if gc.pad_token_id is not None else (eos[0] if eos else None)
     if mask is None and not enc_dec:          # model.generate infers a mask for decoder-only prompts only
         mask = _infer_mask(input_ids, pad, eos)
@@ -168,14 +169,6 @@ def run(method: str, model, inputs=None, generation_config=None, assistant_model
                       **_draft_arguments(method, assistant_model, k, schedule, ngram))
     return _output(model, gc, input_ids, result.tokens, pad, enc_dec,
                    GenerateEncoderDecoderOutput if enc_dec else GenerateDecoderOnlyOutput)
-
-
-def _eos_list(eos) -> list[int]:
-    if eos is None:
-        return []
-    if torch.is_tensor(eos):
-        return [int(e) for e in eos.flatten().tolist()]
-    return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
 
 
 def _infer_mask(input_ids: torch.Tensor, pad: int | None, eos: list[int]) -> torch.Tensor | None:
