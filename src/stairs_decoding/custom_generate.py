@@ -220,8 +220,7 @@ tags:
 
 {summary}
 
-Output is exactly what `model.generate(do_sample=False)` returns for the same arguments (greedy), or a sample from
-the target's own sampling distribution where the method samples ({sampling}).
+Output is exactly what `model.generate(do_sample=False)` returns for the same arguments{sampling}.
 
 ## Base model
 
@@ -236,12 +235,13 @@ see the project's architecture matrix).
 ## Additional arguments
 
 - `num_assistant_tokens` (k, default the generation config's, else 4){lookup_args}
-- `num_assistant_tokens_schedule`: `"constant"` or `"heuristic"`, where the method takes it ({schedules}).
+- `num_assistant_tokens_schedule`: {schedules}.
 - Method options of stairs-decoding's `generate()`: {options}.
 - Everything else as `model.generate`: `max_new_tokens`/`max_length`, `eos_token_id`, `pad_token_id`, the
   generation settings that change greedy output, `return_dict_in_generate` (the output then holds `sequences` only).
 - Refused by name, before any model runs: `logits_processor`, `stopping_criteria`, `prefix_allowed_tokens_fn`,
-  `output_scores`/`output_logits`/`output_attentions`/`output_hidden_states`, `use_cache=False`, beam search.
+  `output_scores`/`output_logits`/`output_attentions`/`output_hidden_states`, `use_cache=False`, beam search,
+  right-padded decoder-only prompts, model inputs such as `decoder_input_ids`.
 
 ## Output type changes
 
@@ -281,14 +281,18 @@ def export(out_dir: str | Path, version: str | None = None) -> list[Path]:
         (folder / "custom_generate" / "requirements.txt").write_text(
             f"stairs-decoding>={version}\ntransformers>=5.23\ntorch\n")
         (folder / "README.md").write_text(README.format(
-            method=name, summary=spec.summary, sampling="do_sample=True" if spec.sampling else "greedy only",
+            method=name, summary=spec.summary,
+            sampling=("; with `do_sample=True`, a sample from the target's own sampling distribution (speculative "
+                      "sampling)" if spec.sampling else " (greedy only)"),
             models="encoder-decoder or decoder-only",
             draft_line=("A draft (`assistant_model=`) that shares the target's tokenizer (the same vocabulary)."
                         if spec.needs_draft else "No draft model: leave `assistant_model` out."),
             lookup_args=("" if spec.needs_draft else "; `prompt_lookup_num_tokens` means the same"
                          + (", `max_matching_ngram_size` the longest n-gram matched" if "max_ngram" in spec.options
                             else "")),
-            schedules=", ".join(spec.schedules), options=", ".join(f"`{o}`" for o in spec.options) or "none",
+            schedules=("`\"constant\"` only" if "heuristic" not in spec.schedules else
+                       "`\"constant\"`, or `\"heuristic\"`/`\"heuristic_transient\"` (k +2 after a fully accepted "
+                       "round, −1 otherwise; every call starts at k)"), options=", ".join(f"`{o}`" for o in spec.options) or "none",
             call="assistant_model=draft, " if spec.needs_draft else "", folder=folder.as_posix()))
         folders.append(folder)
     return folders
