@@ -148,3 +148,24 @@ def test_every_summary_column_has_a_meaning_and_the_docs_are_generated():
     fresh = summary_rows(records, cost_ratio_c=0.2)
     assert not [c for r in fresh for c in r if c not in meanings]
     assert (root / "docs" / "summary_columns.md").read_text(encoding="utf-8") == summary_columns.markdown()
+
+
+def test_a_compressed_results_file_reads_and_continues_as_the_plain_one(tmp_path):
+    """A committed run may keep results.jsonl gzip-compressed (results.jsonl.gz, to stay small): it reads as the
+    plain file, and continuing the run restores the plain file and appends to it."""
+    import gzip
+
+    from stairs_decoding.run_files import ResultsWriter, has_results, read_results
+
+    path = tmp_path / "results.jsonl"
+    rows = [{"example_id": f"e{i}", "method": "greedy", "k": 0, "alpha_requested": None} for i in range(3)]
+    with ResultsWriter(path) as w:
+        for r in rows:
+            w.write(r)
+    (tmp_path / "results.jsonl.gz").write_bytes(gzip.compress(path.read_bytes()))
+    path.unlink()
+    assert has_results(path) and read_results(path) == rows
+    with ResultsWriter(path) as w:
+        assert len(w.done) == 3
+        w.write({**rows[0], "example_id": "e3"})
+    assert not (tmp_path / "results.jsonl.gz").exists() and len(read_results(path)) == 4

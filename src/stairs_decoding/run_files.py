@@ -44,14 +44,32 @@ def read_records(path: str | os.PathLike):
     return [Record.from_dict(d) for d in read_results(path)]
 
 
+def compressed(path: str | os.PathLike) -> Path:
+    """Where a results file is kept gzip-compressed (a committed run: `gzip results.jsonl`); read as the file itself
+    while the plain file is absent, and turned back into it when the run is continued."""
+    return Path(f"{path}.gz")
+
+
+def has_results(path: str | os.PathLike) -> bool:
+    """A non-empty results file, plain or compressed."""
+    return any(p.exists() and p.stat().st_size > 0 for p in (Path(path), compressed(path)))
+
+
 def read_results(path: str | os.PathLike, *, repair: bool = False) -> list[dict]:
-    """All complete lines of a results file. A truncated last line (killed mid-write) is ignored, and with
-    `repair=True` cut off so that later appends start on a fresh line. Unparseable middle lines are skipped
-    with a warning."""
+    """All complete lines of a results file (or of its compressed copy, `compressed`, when only that exists). A
+    truncated last line (killed mid-write) is ignored, and with `repair=True` cut off so that later appends start on
+    a fresh line. Unparseable middle lines are skipped with a warning."""
+    import gzip
+
     path = Path(path)
     if not path.exists():
-        return []
-    data = path.read_bytes()
+        return _parse_results(gzip.decompress(compressed(path).read_bytes()), path) \
+            if compressed(path).exists() else []
+    return _parse_results(path.read_bytes(), path, repair=repair)
+
+
+def _parse_results(data: bytes, path: Path, *, repair: bool = False) -> list[dict]:
+    """`read_results` on the content `data` of the file at `path`."""
     records = []
     lines = data.split(b"\n")
     complete, tail = lines[:-1], lines[-1]
@@ -81,6 +99,12 @@ class ResultsWriter:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        packed = compressed(self.path)
+        if packed.exists() and not self.path.exists():      # continuing a compressed run: the plain file again
+            import gzip
+
+            self.path.write_bytes(gzip.decompress(packed.read_bytes()))
+            packed.unlink()
         self.existing = read_results(self.path, repair=True)
         self.done = {cell_key(r) for r in self.existing}
         self._f = open(self.path, "a", encoding="utf-8")

@@ -77,12 +77,14 @@ def paper_pair(model, draft) -> str | None:
 
 
 def run_dirs(runs) -> list[Path]:
+    from ..run_files import has_results
+
     if isinstance(runs, (str, Path)):
         runs = [runs]
     dirs = []
     for r in runs:
         r = Path(r)
-        if (r / "results.jsonl").exists() or (r / "summary.csv").exists():
+        if has_results(r / "results.jsonl") or (r / "summary.csv").exists():
             dirs.append(r)
         else:                                   # a folder of runs (multirun, results/): every run below it
             dirs.extend(sorted(p.parent for p in r.rglob("summary.csv")))
@@ -166,10 +168,12 @@ def _load_runs(runs, filename: str, read, *, batched: bool = False, sampling: bo
     runs that sample (decoding.do_sample); α sweeps never."""
     import pandas as pd
 
+    from ..run_files import has_results
+
     want = "sampling" if sampling else "batched" if batched else "plain"
     frames = []
     for d in run_dirs(runs):
-        if not (d / filename).exists() or run_kind(d) != want:
+        if not has_results(d / filename) or run_kind(d) != want:
             continue
         df = read(d / filename)
         df["run_dir"] = str(d)
