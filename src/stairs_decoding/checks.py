@@ -16,8 +16,7 @@ from .errors import HarnessError
 from .methods import METHODS, OPTION_DEFAULTS, SCHEDULES
 from .models import check_available, check_pair_config, is_none_node, node_label, node_name
 from .records import Cell, Record
-from . import run_files
-from .run_files import CONFIG_FILE, RESULTS_FILE, write_summary
+from .run_files import CONFIG_FILE, RESULTS_FILE, has_results, write_summary
 
 
 def _int(value, where: str, *, minimum: int, none_ok: bool = False, hint: str = ""):
@@ -281,12 +280,12 @@ def check_resume(cfg: DictConfig, run_dir: Path) -> None:
     """A results.jsonl in `run_dir` may only be continued (resume=true) by the configuration that made it; a resumed
     directory's config.yaml is compared even before its first record."""
     results_path, saved_path = run_dir / RESULTS_FILE, run_dir / CONFIG_FILE
-    has_results = run_files.has_results(results_path)
+    recorded = has_results(results_path)
     again = f"python scripts/run.py resume={run_dir}"
-    if has_results and not cfg.get("resume", False):
+    if recorded and not cfg.get("resume", False):
         raise HarnessError(f"{results_path} already exists; continue it with {again} (or resume=true), or choose "
                            "another hydra.run.dir")
-    if not cfg.get("resume", False) or not (has_results or saved_path.exists()):
+    if not cfg.get("resume", False) or not (recorded or saved_path.exists()):
         return
     root = _config.repo_root()
     current = portable(OmegaConf.to_container(cfg, resolve=True), root)

@@ -84,17 +84,24 @@ def candidates(seq: Sequence, prop, looked: list[list[list[int]]], branches: int
     return out.view(batch, r, -1), lengths.view(batch, r), kinds, counts
 
 
-def verify(target: ModelState, seq: Sequence, cands: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """The target's scores after the committed tokens and every branch position, [B, r, m+1, V]; only the
-    `counts[b]` branches row b has are fed (its first ones), so a row with one candidate costs one row; the scores
-    of the others are 0 (filler branches of length 0, never kept)."""
+def verify(target: ModelState, seq: Sequence, cands: torch.Tensor, counts: torch.Tensor | None):
+    """The target's scores after the committed tokens and every position of the branches the rows have, [N, m+1, V],
+    and which of the [B, r] branch slots they fill: row b's first `counts[b]` (a row with one candidate costs one
+    row; the rest are filler branches of length 0, never kept)."""
     batch, r, m = cands.shape
     if r == 1:                                      # one branch: a plain stairs_cached verification
-        return stairs_cached.verify(target, seq, cands[:, 0]).unsqueeze(1)
+        present = torch.ones(batch, 1, dtype=torch.bool, device=cands.device)
+        return stairs_cached.verify(target, seq, cands[:, 0]), present
     present = torch.arange(r, device=cands.device).unsqueeze(0) < counts.to(cands.device).unsqueeze(1)   # [B, r]
-    logits = target.step_branches(seq, cands[present], present.nonzero()[:, 0])            # [N, m+1, V]
-    out = logits.new_zeros(batch, r, m + 1, logits.shape[-1])
-    out[present] = logits
+    return target.step_branches(seq, cands[present], present.nonzero()[:, 0]), present
+
+
+def spread(x: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Per-branch values of the fed rows, x [N, ...], into their [B, r, ...] slots (0 in the empty ones)."""
+    if bool(present.all()):
+        return x.view(*present.shape, *x.shape[1:])
+    out = x.new_zeros(*present.shape, *x.shape[1:])
+    out[present] = x
     return out
 
 
@@ -147,11 +154,13 @@ def run(target: ModelState, draft: ModelState, seq: Sequence, *, k: int, schedul
             cands, lengths, kinds, counts = candidates(seq, prop, looked, branches)
         cands = cands.to(seq.tokens.device)
         batch, r, m = cands.shape
-        logits = verify(target, seq, cands, counts)                           # [B, r, m+1, V]
+        logits, present = verify(target, seq, cands, counts)                 # [N, m+1, V], [B, r]
         if seq.settings.processors:                   # each position with its own branch's prefix, branch by branch
-            logits = torch.stack([seq.settings.positions(seq.tokens, cands[:, j], logits[:, j]) for j in range(r)],
-                                 dim=1)              # (a processor may hold per-row state: batches of B rows)
-        preds = logits.argmax(-1)                                             # [B, r, m+1]
+            logits = spread(logits, present)          # (a processor may hold per-row state: batches of B rows)
+            preds = torch.stack([seq.settings.positions(seq.tokens, cands[:, j], logits[:, j]) for j in range(r)],
+                                dim=1).argmax(-1)
+        else:
+            preds = spread(logits.argmax(-1), present)                        # [B, r, m+1]
         stats.branches.append(r)
         stats.branch_rows.append(batch if counts is None or r == 1 else int(counts.sum()))
         if r == 1:
