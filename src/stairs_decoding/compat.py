@@ -44,3 +44,10 @@ def hook_cache(kwargs: dict):
         if kwargs.get(name) is not None:
             return kwargs[name]
     return None
+
+
+def vocab_size(model) -> int:
+    """The decoder's vocabulary size (a composite config, such as a vision encoder-decoder's, keeps it in its decoder's
+    config)."""
+    value = getattr(model.config, "vocab_size", None)
+    return int(value) if value is not None else int(model.config.get_text_config(decoder=True).vocab_size)

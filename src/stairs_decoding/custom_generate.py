@@ -137,12 +137,17 @@ def run(method: str, model, inputs=None, generation_config=None, assistant_model
     """`model.generate(**kwargs, custom_generate=<method's folder>)`: see the module docstring."""
     from transformers.generation import GenerateDecoderOnlyOutput, GenerateEncoderDecoderOutput
 
+    from . import encoder_inputs
     from .generation import generate
 
     kwargs = dict(kwargs)
-    input_ids = kwargs.pop("input_ids", None) if inputs is None else inputs
+    name = encoder_inputs.input_name(model)
+    input_ids = kwargs.pop(name, None) if inputs is None else inputs
     if input_ids is None or not torch.is_tensor(input_ids):
-        _fail("pass the token ids as the first argument or input_ids= (a LongTensor [batch, seq])")
+        _fail(f"pass the model's input as the first argument or {name}= (a tensor [batch, ...])")
+    if encoder_inputs.is_whisper(model):
+        _fail("Whisper's own generate() builds its prompt and calls generate() again per segment: call "
+              "stairs_decoding.generate(model, input_features, ...) instead")
     _refuse_loop_only(kwargs)
     default_length = _given("max_length", kwargs, generation_config, model) is None
     k = _given("num_assistant_tokens", kwargs, generation_config, model)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 
 from . import methods
+from . import encoder_inputs
+from .compat import vocab_size
 from . import settings as _settings
 from .errors import GenerationInputError
 from .methods import _lean
@@ -15,7 +17,7 @@ from .timing import Clock, model_devices
 _NOT_GREEDY = {"num_beams": 1, "num_return_sequences": 1, "penalty_alpha": None}
 
 
-def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft_tokens: int = 4,
+def generate(target, input_ids=None, *, draft=None, method: str = "greedy", num_draft_tokens: int = 4,
              max_new_tokens: int = 64, attention_mask=None, eos_token_id=None, schedule: str = "constant",
              ignore_eos: bool = False, generation_config=None, num_branches: int | None = None,
              max_ngram: int | None = None, min_ngram: int | None = None, confidence_threshold: float | None = None,
@@ -27,7 +29,8 @@ def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft
     Args:
         target, draft: loaded transformers models, both encoder-decoder or both decoder-only.
         input_ids: LongTensor [batch, seq] — encoder input, or the prompt of a decoder-only model
-            (padded rows need `attention_mask`; any padding side).
+            (padded rows need `attention_mask`; any padding side); or an encoder's other input, here or by its
+            keyword, as `model.generate` takes it (`input_features`, `pixel_values`: encoder_inputs.py).
         method: a name in `methods.METHODS` (greedy, stairs, stairs_cached, lookup, stairs_tree, hf_assisted,
             hf_assisted_default, draft_greedy, hf_greedy).
         num_draft_tokens: k, draft tokens proposed per round (the paper's "assistant batch size"); for lookup and
@@ -63,7 +66,7 @@ def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft
             supplies what is not given, as in `model.generate`); temperature=0 is greedy. Draws use torch's global
             RNG (`torch.manual_seed` makes a call reproducible). Methods with `Method.sampling` only.
     """
-    greedy_settings = _check_kwargs(kwargs)
+    input_ids, model_args, greedy_settings = _take_inputs(target, input_ids, kwargs)
     _check_streamer(streamer, input_ids)
     options = _check_args(target, draft, input_ids, attention_mask, method, num_draft_tokens, max_new_tokens, schedule,
                           dict(num_branches=num_branches, max_ngram=max_ngram, min_ngram=min_ngram,
@@ -83,7 +86,7 @@ def generate(target, input_ids, *, draft=None, method: str = "greedy", num_draft
                                                 _pad_guess(target, generation_config, greedy_settings))
     settings = _settings.resolve(target, input_ids, attention_mask, max_new_tokens=max_new_tokens,
                                  eos_token_id=eos_token_id, ignore_eos=ignore_eos,
-                                 generation_config=generation_config, settings=greedy_settings)
+                                 generation_config=generation_config, settings=greedy_settings, model_args=model_args)
     stats = DecodingStats()
     clock = Clock(*model_devices(target), *model_devices(draft if methods.METHODS[method].needs_draft else None))
 
@@ -101,12 +104,23 @@ def _fail(msg: str):
     raise GenerationInputError(msg)
 
 
+def _take_inputs(target, input_ids, kwargs: dict) -> tuple:
+    """The encoder input (or prompt), the model's own arguments (Whisper's language/task) and the generation
+    settings, out of `generate()`'s arguments."""
+    input_ids, model_args = encoder_inputs.take(target, input_ids, kwargs)
+    settings = _check_kwargs(kwargs)
+    if input_ids is None:
+        name = encoder_inputs.input_name(target)
+        _fail(f"no input: pass the {'prompt' if name == 'input_ids' else 'encoder input'} positionally or as {name}=")
+    return input_ids, model_args, settings
+
+
 def _check_streamer(streamer, input_ids) -> None:
     if streamer is None:
         return
     if not (callable(getattr(streamer, "put", None)) and callable(getattr(streamer, "end", None))):
         _fail(f"streamer must have put() and end() (transformers' BaseStreamer), got {type(streamer).__name__}")
-    if torch.is_tensor(input_ids) and input_ids.dim() == 2 and input_ids.shape[0] != 1:
+    if torch.is_tensor(input_ids) and input_ids.dim() >= 2 and input_ids.shape[0] != 1:
         _fail(f"streamer= streams one sequence: batch size 1 (as transformers' generate), got {input_ids.shape[0]}")
 
 
@@ -175,24 +189,22 @@ def _check_args(target, draft, input_ids, attention_mask, method, k, max_new_tok
     if schedule not in spec.schedules:
         _fail(f"schedule={schedule!r} is not supported by {method!r} (it supports: {', '.join(spec.schedules)})")
     options = validate_options(spec, schedule, **options)
-    if not torch.is_tensor(input_ids) or input_ids.dim() != 2:
-        _fail("input_ids must be a 2-D LongTensor [batch, seq]")
-    if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
-        _fail(f"empty prompt: input_ids has shape {tuple(input_ids.shape)}")
-    if attention_mask is not None:
-        if attention_mask.shape != input_ids.shape:
-            _fail(f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape {tuple(input_ids.shape)}")
-        empty = (attention_mask.sum(1) == 0).nonzero().flatten().tolist()
-        if empty:
-            _fail(f"empty prompt: row {empty[0]} of attention_mask has no tokens")
+    tokens = encoder_inputs.input_name(target) == "input_ids"
+    if tokens:
+        _check_token_input(input_ids, attention_mask)
+    else:
+        encoder_inputs.check(target, input_ids, attention_mask)
     if spec.needs_draft:
         if draft is None:
             _fail(f"method {method!r} needs a draft model (draft=...)")
-        tv, dv = target.config.vocab_size, draft.config.vocab_size
+        tv, dv = vocab_size(target), vocab_size(draft)
         if tv != dv:
             _fail(f"draft and target vocabularies differ: target has {tv} tokens, draft has {dv}")
         if bool(draft.config.is_encoder_decoder) != bool(target.config.is_encoder_decoder):
             _fail("draft and target must both be encoder-decoder or both decoder-only")
+        if encoder_inputs.input_name(draft) != encoder_inputs.input_name(target):
+            _fail(f"the draft's encoder takes {encoder_inputs.input_name(draft)} but the target's takes "
+                  f"{encoder_inputs.input_name(target)}")
         why = _lean.unsupported(draft) if options.get("draft_forward") == "lean" else None
         if why:
             _fail(f"draft_forward='lean' cannot run this draft: {why}; use 'auto' or 'transformers'")
@@ -207,7 +219,7 @@ def _check_args(target, draft, input_ids, attention_mask, method, k, max_new_tok
                 _fail(f"the {name} cannot be decoded with {method!r}: {why}")
         if model.training:
             _fail(f"the {name} model is in training mode (dropout on); call .eval() first")
-        limit = _max_positions(model.config)
+        limit = _max_positions(model.config) if tokens else None
         length = input_ids.shape[1]
         if limit is not None and not model.config.is_encoder_decoder:
             if length + max_new_tokens > limit:
@@ -216,6 +228,19 @@ def _check_args(target, draft, input_ids, attention_mask, method, k, max_new_tok
         elif limit is not None and length > limit:
             _fail(f"prompt has {length} tokens but the {name} accepts at most {limit}")
     return options
+
+
+def _check_token_input(input_ids, attention_mask) -> None:
+    if not torch.is_tensor(input_ids) or input_ids.dim() != 2:
+        _fail("input_ids must be a 2-D LongTensor [batch, seq]")
+    if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+        _fail(f"empty prompt: input_ids has shape {tuple(input_ids.shape)}")
+    if attention_mask is not None:
+        if attention_mask.shape != input_ids.shape:
+            _fail(f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape {tuple(input_ids.shape)}")
+        empty = (attention_mask.sum(1) == 0).nonzero().flatten().tolist()
+        if empty:
+            _fail(f"empty prompt: row {empty[0]} of attention_mask has no tokens")
 
 
 def _max_positions(config) -> int | None:

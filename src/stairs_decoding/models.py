@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from .compat import vocab_size
 from .errors import HarnessError, StairsError
 
 OFFLINE_HINT = ("or run offline: python scripts/run.py experiment=tiny_cpu (the shipped trained pair) or "
@@ -282,7 +283,7 @@ def check_pair_config(model_node, draft_node) -> None:
 def check_pair_models(target, draft, model_name: str, draft_name: str) -> None:
     if draft is None:
         return
-    tv, dv = target.config.vocab_size, draft.config.vocab_size
+    tv, dv = vocab_size(target), vocab_size(draft)
     if tv != dv:
         raise HarnessError(f"draft {draft_name!r} has a vocabulary of {dv} tokens but target {model_name!r} has {tv}")
     if bool(target.config.is_encoder_decoder) != bool(draft.config.is_encoder_decoder):

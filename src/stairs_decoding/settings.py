@@ -19,6 +19,7 @@ import torch
 from transformers import GenerationConfig, LogitsProcessorList
 from transformers.generation import logits_process as lp
 
+from . import encoder_inputs
 from .errors import SettingError  # noqa: F401  (raised here; defined with the other user errors)
 
 # Keyword settings of `generate()` that change greedy output and are honoured (through transformers' processors).
@@ -66,6 +67,14 @@ class Settings:
     processors: LogitsProcessorList
     config: GenerationConfig | None   # the resolved generation config (for hf_assisted, which hands it on)
     sampling: bool = False            # do_sample=True: tokens are drawn from softmax(processed scores)
+    decoder_prompt: torch.Tensor | None = None   # an encoder-decoder's decoder prompt [B, P] (Whisper: P > 1)
+
+    def prompt(self, batch: int, device) -> torch.Tensor:
+        """The committed tokens an encoder-decoder's decoding starts from, [batch, P]: the decoder start token, or
+        the model's own longer prompt (Whisper's start, language, task and no-timestamps tokens)."""
+        if self.decoder_prompt is not None:
+            return self.decoder_prompt.to(device)
+        return torch.full((batch, 1), self.decoder_start_id, dtype=torch.long, device=device)
 
     @classmethod
     def plain(cls, pad_id: int = 0) -> "Settings":
@@ -114,10 +123,11 @@ def _eos(value) -> list[int]:
 
 def resolve(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, *, max_new_tokens: int,
             eos_token_id=None, ignore_eos: bool = False, generation_config: GenerationConfig | None = None,
-            settings: dict | None = None) -> Settings:
+            settings: dict | None = None, model_args: dict | None = None) -> Settings:
     """The settings `model.generate(input_ids, num_beams=1, ...)` would decode with: greedy (do_sample=False), or
     sampling when `settings` has do_sample=True (the model's own temperature/top-k/top-p then apply, as in
-    `model.generate`, unless given; temperature=0 is greedy)."""
+    `model.generate`, unless given; temperature=0 is greedy). `model_args`: a model's own generate() arguments
+    (Whisper's language/task: encoder_inputs.whisper_prompt builds its decoder prompt from them)."""
     settings = {k: v for k, v in (settings or {}).items() if v is not None}
     sampling = bool(settings.pop("do_sample", False))
     try:
@@ -125,6 +135,9 @@ def resolve(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
     except ValueError as e:
         raise SettingError(f"the model's generation settings cannot be used: {str(e).splitlines()[0]}") from None
     config.update(**({"do_sample": True} if sampling else {}), **settings)   # with it, the sampling settings validate
+    prompt = None
+    if encoder_inputs.is_whisper(model):
+        prompt = encoder_inputs.whisper_prompt(model, input_ids, config, model_args or {}, max_new_tokens)
     for name, allowed in _REFUSED.items():
         value = getattr(config, name, None)
         ok = allowed if isinstance(allowed, tuple) else (allowed,)
@@ -140,7 +153,7 @@ def resolve(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
     eos_ids = [] if ignore_eos else _eos(config.eos_token_id)
     config.eos_token_id = eos_ids or None
     enc_dec = bool(model.config.is_encoder_decoder)
-    input_len = 1 if enc_dec else input_ids.shape[1]
+    input_len = (prompt.shape[1] if prompt is not None else 1) if enc_dec else input_ids.shape[1]
     config.max_new_tokens = max_new_tokens
     config.max_length = max_new_tokens + input_len
     if config.min_new_tokens is not None:
@@ -165,7 +178,7 @@ def resolve(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
     pad = config._pad_token_tensor
     return Settings(eos_ids=eos_ids, pad_id=int(pad.flatten()[0]) if pad is not None else 0,
                     decoder_start_id=int(start.flatten()[0]) if enc_dec and start is not None else None,
-                    processors=procs, config=config, sampling=sampling)
+                    processors=procs, config=config, sampling=sampling, decoder_prompt=prompt)
 
 
 def _origin(name: str, settings: dict, generation_config) -> str:

@@ -42,6 +42,8 @@ class DecodingStats:
     branch_wins: dict = field(default_factory=dict)       # stairs_tree: row-rounds a branch other than the
     #                                                       draft's won, by kind ("lookup", "runner_up")
     ragged: bool = False                  # rows advanced each by its own accepted length
+    lookup_source: str | None = None      # what lookup searched (lookup, stairs_tree): "input+output", "prompt+output",
+    #                                       or "output" (an encoder input that is not tokens: speech, images)
     draft_forward: str | None = None      # how the draft's decoder steps ran: "lean" or "transformers" (methods with
     #                                       the draft_forward option; methods/_lean.py)
     fallback_round: int | None = None     # schedule="auto": None = speculated to the end, 0 = greedy from the start,

@@ -17,8 +17,7 @@ def engine_run(method, target, draft, input_ids, attention_mask, *, k, max_new_t
     first = target if uses_target else draft
     enc_dec = bool(first.config.is_encoder_decoder)
     if enc_dec:
-        prefix = torch.full((input_ids.shape[0], 1), settings.decoder_start_id, dtype=torch.long,
-                            device=input_ids.device)
+        prefix = settings.prompt(input_ids.shape[0], input_ids.device)
         prefix_mask = None
     else:
         prefix, prefix_mask = input_ids, attention_mask

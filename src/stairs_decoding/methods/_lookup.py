@@ -106,9 +106,16 @@ class Lookup:
 
     def __init__(self, seq, encoder_inputs: tuple | None, *, max_ngram: int, min_ngram: int):
         """`encoder_inputs`: (input_ids, attention_mask) of an encoder-decoder model, whose rows are the sources;
-        None for a decoder-only model, whose source is its prompt (each row's committed prefix, read from `seq`)."""
+        None for a decoder-only model, whose source is its prompt (each row's committed prefix, read from `seq`).
+        An encoder input that is not token ids (speech features, pixels) gives no source: the output alone is
+        searched (`source` says which)."""
         enc_dec = encoder_inputs is not None
-        sources = _unpadded(*encoder_inputs) if enc_dec else _unpadded(seq.tokens, seq.mask)
+        if not enc_dec:
+            sources, self.source = _unpadded(seq.tokens, seq.mask), "prompt+output"
+        elif encoder_inputs[0].is_floating_point():
+            sources, self.source = [[] for _ in range(seq.tokens.shape[0])], "output"
+        else:
+            sources, self.source = _unpadded(*encoder_inputs), "input+output"
         self.rows = [RowLookup(src, enc_dec=enc_dec, max_ngram=max_ngram, min_ngram=min_ngram) for src in sources]
 
     def propose(self, seq, k: int, branches: int = 1) -> list[list[list[int]]]:

@@ -241,6 +241,14 @@ def _on(x: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
     return x if x is None or x.device == device else x.to(device)
 
 
+def run_encoder(model, inputs: torch.Tensor, attention_mask: torch.Tensor | None):
+    """`model`'s encoder on its own input (token ids, speech features or pixels: its `main_input_name`)."""
+    kwargs = {getattr(model, "main_input_name", "input_ids") or "input_ids": inputs}
+    if attention_mask is not None:      # a vision encoder takes none
+        kwargs["attention_mask"] = attention_mask
+    return model.get_encoder()(**kwargs)
+
+
 class ModelState:
     """One model's encoder output and KV cache over a prefix of the committed `Sequence`."""
 
@@ -274,7 +282,7 @@ class ModelState:
                 self.encoder_outputs = encoder_outputs
             else:
                 t0 = clock()
-                self.encoder_outputs = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask)
+                self.encoder_outputs = run_encoder(model, input_ids, attention_mask)
                 self.seconds += clock() - t0
 
     # -- cached decoding -------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import logging
 import torch
 from transformers import GenerationConfig
 
-from ..compat import hook_cache
+from ..compat import hook_cache, vocab_size
 from ..stats import DecodingStats
 from ..timing import Clock
 
@@ -76,8 +76,9 @@ def _assistant_settings(draft, k: int, *, defaults: bool = False, confidence: fl
 class _DropInternalConfigWarning(logging.Filter):
     """transformers' own candidate generator (5.24) calls ``assistant.generate(generation_config=...,
     max_new_tokens=..., min_new_tokens=...)`` every round and so logs "Passing `generation_config` together with
-    generation-related arguments ... is deprecated" on every assisted run. Our own call passes a
-    generation_config and model inputs only; this drops that one message, for the duration of our call."""
+    generation-related arguments ... is deprecated" on every assisted run (Whisper's generate() does the same with its
+    suppress tokens). Our own call passes a generation_config and model inputs only; this drops that one message, for
+    the duration of our call."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "Passing `generation_config` together with generation-related" not in record.getMessage()
@@ -150,10 +151,18 @@ def _config_for_hf(settings, target, max_new_tokens: int) -> GenerationConfig:
         config.min_length = 0 if settings.config is None else settings.config.min_length
     config.pad_token_id = settings.pad_id
     # None would fall back to the model's EOS; an id outside the vocabulary never stops
-    config.eos_token_id = settings.eos_ids if settings.eos_ids else [target.config.vocab_size]
+    config.eos_token_id = settings.eos_ids if settings.eos_ids else [vocab_size(target)]
     if target.config.is_encoder_decoder:
         config.decoder_start_token_id = settings.decoder_start_id
+    config.return_dict_in_generate = True     # `.sequences` keeps the decoder prompt (Whisper's plain output drops it)
     return config
+
+
+def prompt_length(settings, target, input_ids) -> int:
+    """Tokens before the new ones in transformers' `.sequences`: the decoder prompt, or a decoder-only prompt."""
+    if not target.config.is_encoder_decoder:
+        return input_ids.shape[1]
+    return settings.decoder_prompt.shape[1] if settings.decoder_prompt is not None else 1
 
 
 def generate_run(target, draft, input_ids, attention_mask, *, k: int, max_new_tokens: int, schedule: str, settings,
@@ -190,12 +199,13 @@ def assisted_run(target, draft, input_ids, attention_mask, *, k: int, max_new_to
                                                          device=input_ids.device)
         with _assistant_settings(draft, k, defaults=defaults, confidence=confidence), _quiet_internal_deprecation():
             out = target.generate(input_ids, attention_mask=attention_mask, assistant_model=draft,
-                                  generation_config=config, streamer=EndAtEos.wrap(streamer, eos_ids), **extra)
+                                  generation_config=config, streamer=EndAtEos.wrap(streamer, eos_ids), **extra
+                                  ).sequences
     finally:
         for m in meters.values():
             m.remove()
 
-    prefix = 1 if enc_dec else input_ids.shape[1]
+    prefix = prompt_length(settings, target, input_ids)
     row = cut_after_eos(out[0, prefix:].tolist(), eos_ids)
     stats.new_tokens = len(row)
     stats.target_calls = meters["target"].calls

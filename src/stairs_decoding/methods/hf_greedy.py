@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..stats import DecodingStats
 from ..timing import Clock
-from .hf_assisted import EndAtEos, _config_for_hf, _Meter, cut_after_eos
+from .hf_assisted import EndAtEos, _config_for_hf, _Meter, _quiet_internal_deprecation, cut_after_eos, prompt_length
 
 
 def generate_run(target, draft, input_ids, attention_mask, *, k: int, max_new_tokens: int, schedule: str, settings,
@@ -14,12 +14,13 @@ def generate_run(target, draft, input_ids, attention_mask, *, k: int, max_new_to
     if target.config.is_encoder_decoder:
         meters.append(_Meter(target.get_encoder(), clock))
     try:
-        out = target.generate(input_ids, attention_mask=attention_mask, generation_config=config,
-                              streamer=EndAtEos.wrap(streamer, settings.eos_ids))
+        with _quiet_internal_deprecation():     # Whisper's generate() passes its suppress tokens beside a config
+            out = target.generate(input_ids, attention_mask=attention_mask, generation_config=config,
+                                  streamer=EndAtEos.wrap(streamer, settings.eos_ids)).sequences
     finally:
         for m in meters:
             m.remove()
-    prefix = 1 if target.config.is_encoder_decoder else input_ids.shape[1]
+    prefix = prompt_length(settings, target, input_ids)
     rows = [cut_after_eos(row, settings.eos_ids) for row in out[:, prefix:].tolist()]
     stats.new_tokens = sum(len(r) for r in rows)
     stats.target_calls = meters[0].calls

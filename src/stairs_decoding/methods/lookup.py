@@ -37,5 +37,6 @@ def update(target: ModelState, draft: ModelState | None, seq: Sequence) -> None:
 def run(target: ModelState, draft: ModelState | None, seq: Sequence, *, k: int, schedule: str,
         stats: DecodingStats, options: dict, encoder_inputs, **_) -> None:
     lookup = Lookup(seq, encoder_inputs, max_ngram=options["max_ngram"], min_ngram=options["min_ngram"])
+    stats.lookup_source = lookup.source
     run_rounds(target, None, seq, k=k, schedule=schedule, verify=verify, update=update, stats=stats,
                proposer=proposer(lookup))

@@ -141,6 +141,7 @@ def run(target: ModelState, draft: ModelState, seq: Sequence, *, k: int, schedul
     branches = options["num_branches"]
     lookup = Lookup(seq, encoder_inputs, max_ngram=options["max_ngram"], min_ngram=options["min_ngram"]) \
         if branches > 1 else None
+    stats.lookup_source = lookup.source if lookup is not None else None
     threshold = options["confidence_threshold"] if schedule == "confidence" else None
     while not seq.done:
         k_round = min(k, seq.remaining - 1)           # more drafts than tokens left could never be kept
