@@ -41,12 +41,12 @@ def generate(target, input_ids=None, *, draft=None, method: str = "greedy", num_
             round stops drafting once the draft's top probability is below `confidence_threshold` in every running
             row; hf_assisted: transformers' assistant_confidence_threshold); "auto"
             (speculate, or run plain greedy steps, whichever this process measured faster for calls of this shape:
-            methods/_auto.py; reported in stats.fallback_round). Each method's `Method.schedules` says which it takes.
+            methods/_auto.py; stats.fallback_round); "cost" (each round's k, 0..num_draft_tokens, maximises
+            measured tokens per second: methods/_cost.py). Each method's `Method.schedules` says which it takes.
             With a batch, every row keeps its own accepted drafts where the models allow it (stats.ragged).
         ignore_eos: generate exactly `max_new_tokens` tokens (benchmarks on random-weight models).
         num_branches: stairs_tree's candidate continuations per round and row (default 3; 1 = stairs_cached).
-        max_ngram, min_ngram: the n-gram sizes the source lookup matches, longest first (lookup, stairs_tree;
-            default 2 and 1).
+        max_ngram, min_ngram: n-gram sizes the source lookup matches, longest first (lookup, stairs_tree; 2, 1).
         confidence_threshold: schedule="confidence"'s stopping probability (default 0.4).
         draft_forward: how the draft's decoder steps run (stairs, stairs_cached, stairs_tree): "lean" through
             methods/_lean.py's T5 step (the same logits as the model's forward, without its per-call overhead; T5

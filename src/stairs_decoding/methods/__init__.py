@@ -71,12 +71,12 @@ register(Method("greedy", greedy, "the target alone, KV cache, one decoder call 
                 sampling=True, label="greedy (target alone)", color="#555555", marker="D"))
 register(Method("stairs", stairs, "the paper's stairs batch: k+1 prefixes verified in one uncached forward",
                 needs_draft=True, uses_k=True, speculative=True,
-                schedules=("constant", "heuristic", "confidence", "auto"), sampling=True,
+                schedules=("constant", "heuristic", "confidence", "auto", "cost"), sampling=True,
                 options=("confidence_threshold", "draft_forward"), label="stairs (paper)", color="#1f77b4",
                 marker="o"))
 register(Method("stairs_cached", stairs_cached, "ours: one causal row of k+1 tokens through persistent "
                 "KV caches, rolled back after each round", needs_draft=True, uses_k=True, speculative=True,
-                verify_row=True, schedules=("constant", "heuristic", "confidence", "auto"), sampling=True,
+                verify_row=True, schedules=("constant", "heuristic", "confidence", "auto", "cost"), sampling=True,
                 options=("confidence_threshold", "draft_forward"), label="stairs_cached (ours)", color="#2ca02c",
                 marker="s"))
 register(Method("lookup", lookup, "ours: no draft model; n-gram lookup in the source (encoder input or prompt) and "

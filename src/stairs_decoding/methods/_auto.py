@@ -38,18 +38,7 @@ class AutoPolicy:
         return other if m["calls"] % PROBE_EVERY == 0 else best
 
     def plain_round(self, seq: Sequence, stats) -> None:
-        """One plain target step for every running row, recorded as a round without drafts."""
-        logits = self.target.step(seq)
-        running, rows = (~seq.finished).tolist(), seq.rows.tolist()
-        seq.append(seq.settings.choose(seq.settings(seq.tokens, logits[:, -1])))
-        for b, ran in zip(rows, running):
-            if ran:
-                stats.row_accepted[b].append(0)
-        stats.accepted.append(0)
-        stats.drafted.append(0)
-        keep = seq.drop_finished()
-        self.target.select(keep)
-        self.draft.select(keep)
+        plain_round(self.target, self.draft, seq, stats)
 
     def start(self, seq: Sequence, stats) -> bool:
         """Before the first round: False when this call runs greedy (it has then been decoded to the end)."""
@@ -66,3 +55,19 @@ class AutoPolicy:
         arm = self.memo[self.arm]
         arm[0] += sum(len(a) + sum(a) for a in stats.row_accepted)        # tokens committed by every row
         arm[1] += self.target.clock() - self.t0
+
+
+def plain_round(target: ModelState, draft: ModelState | None, seq: Sequence, stats) -> None:
+    """One plain target step for every running row, recorded as a round without drafts."""
+    logits = target.step(seq)
+    running, rows = (~seq.finished).tolist(), seq.rows.tolist()
+    seq.append(seq.settings.choose(seq.settings(seq.tokens, logits[:, -1])))
+    for b, ran in zip(rows, running):
+        if ran:
+            stats.row_accepted[b].append(0)
+    stats.accepted.append(0)
+    stats.drafted.append(0)
+    keep = seq.drop_finished()
+    target.select(keep)
+    if draft is not None:
+        draft.select(keep)

@@ -19,7 +19,8 @@ from typing import Callable, NamedTuple
 import torch
 
 from ..stats import DecodingStats
-from ._auto import AutoPolicy
+from ._auto import AutoPolicy, plain_round
+from ._cost import CostPolicy
 from ._state import ModelState, Sequence
 
 Verify = Callable[[ModelState, Sequence, torch.Tensor], torch.Tensor]   # -> logits [B, len(drafts)+1, V]
@@ -142,8 +143,8 @@ def accept(seq: Sequence, drafts: torch.Tensor, preds: torch.Tensor, stats: Deco
 
 
 def next_k(k: int, accepted_all: bool, schedule: str) -> int:
-    """'constant', 'confidence' and 'auto' keep k (its cap); 'heuristic' (as HF assisted generation): +2 after a
-    fully accepted round, else −1."""
+    """'constant', 'confidence', 'auto' and 'cost' keep k (its cap; 'cost' chooses each round's k below it,
+    methods/_cost.py); 'heuristic' (as HF assisted generation): +2 after a fully accepted round, else −1."""
     if schedule == "heuristic":
         return k + 2 if accepted_all else max(1, k - 1)
     return k
@@ -160,8 +161,16 @@ def run_rounds(target: ModelState, draft: ModelState | None, seq: Sequence, *, k
     policy = AutoPolicy(target, draft, seq, k, verify.__module__) if schedule == "auto" else None
     if policy is not None and not policy.start(seq, stats):
         return
+    cost = CostPolicy(target, draft, seq, k, verify.__module__) if schedule == "cost" else None
     while not seq.done:
         k_round = min(k, seq.remaining - 1)           # more drafts than tokens left could never be kept
+        if cost is not None:
+            k_round = cost.choose(k_round)
+            cost.start_round(stats)
+            if k_round == 0:                          # a plain target step pays best now
+                plain_round(target, draft, seq, stats)
+                cost.end_round(0, stats)
+                continue
         prop = proposer(seq, k_round) if proposer is not None else \
             propose(draft, seq, k_round, threshold if schedule == "confidence" else None)
         drafts = prop.drafts.to(seq.tokens.device)
@@ -174,6 +183,8 @@ def run_rounds(target: ModelState, draft: ModelState | None, seq: Sequence, *, k
         target.select(keep)
         if draft is not None:
             draft.select(keep)
+        if cost is not None:
+            cost.end_round(drafts.shape[1], stats)
         k = next_k(k, all_agreed and drafts.shape[1] == k_round, schedule)
     if policy is not None:
         policy.finish(stats)
