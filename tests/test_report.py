@@ -227,7 +227,7 @@ def test_a_new_figure_is_one_module_in_the_registry():
     """make_all draws what report.FIGURES lists: each entry names its run kind and has make()."""
     from stairs_decoding import report
 
-    kinds = {"plain", "batched", "sampling", "alpha"}
+    kinds = {"plain", "batched", "sampling", "alpha", "schedule"}
     assert all(m.KIND in kinds and callable(m.make) for m in report.FIGURES)
     assert {m.KIND for m in report.FIGURES} == kinds
 

@@ -3,10 +3,10 @@
     runs.py         finding and loading run directories, run kinds, env captions, the paper's checkpoint pairs
     tables.py       time reduction (exact methods; the others apart), batch, sampling and α-sweep tables
     style.py        method styles, the figure and its caption, error bars, legends, saving PDF + PNG
-    time_vs_k.py  bars.py  acceptance.py  k_sweep.py  batch.py  sampling.py  alpha_sweep.py
+    time_vs_k.py  bars.py  acceptance.py  k_sweep.py  batch.py  sampling.py  alpha_sweep.py  schedule.py
                     one module per figure family
 
-A figure module names the kind of run it draws (`KIND`: "plain", "batched", "sampling" or "alpha", see
+A figure module names the kind of run it draws (`KIND`: "plain", "batched", "sampling", "alpha" or "schedule", see
 runs.run_kind) and has `make(group, out) -> [paths]`; `make_all` calls every module of `FIGURES` on the runs of its
 kind. A new figure is one new module and one entry in `FIGURES`.
 """
@@ -16,7 +16,7 @@ import sys
 from functools import cached_property
 from pathlib import Path
 
-from . import acceptance, alpha_sweep, bars, batch, k_sweep, runs, sampling, style, tables, time_vs_k
+from . import acceptance, alpha_sweep, bars, batch, k_sweep, runs, sampling, schedule, style, tables, time_vs_k
 from .acceptance import plot_acceptance
 from .alpha_sweep import crossing_alpha, plot_alpha_sweep
 from .bars import plot_inference_bars
@@ -33,7 +33,7 @@ from .tables import (alpha_sweep_table, batch_rows, batch_table, not_exact_table
 from .time_vs_k import plot_time_vs_k
 
 # Every figure family, in the order make_all writes them (a table counts: tables.make writes time_reduction).
-FIGURES = (sampling, batch, time_vs_k, bars, acceptance, k_sweep, tables, alpha_sweep)
+FIGURES = (sampling, batch, time_vs_k, bars, acceptance, k_sweep, tables, alpha_sweep, schedule)
 
 
 class RunGroup:
@@ -44,7 +44,8 @@ class RunGroup:
 
     @cached_property
     def summary(self):
-        return load_summaries(self.dirs, batched=self.kind == "batched", sampling=self.kind == "sampling")
+        return load_summaries(self.dirs, batched=self.kind == "batched", sampling=self.kind == "sampling",
+                              schedule=self.kind == "schedule")
 
     @cached_property
     def results(self):
@@ -55,7 +56,7 @@ def make_all(runs, out_dir) -> list[Path]:
     """Every figure and table of paper_figures/ from the given run directories: each module of FIGURES on the runs
     of its kind (plain runs: time_vs_k, inference_time, acceptance, k_sweep, time_reduction.md/.tex; runs with
     batches: throughput_vs_batch and batch_throughput.md; runs that sample: sampling and sampling.md; α sweeps:
-    paper_scale_alpha). CPU runs write into `out_dir`; runs on another device (scripts/gpu_check.sh:
+    paper_scale_alpha; runs with schedule="cost" cells: cost_schedule). CPU runs write into `out_dir`; runs on another device (scripts/gpu_check.sh:
     results/*_gpu) into `out_dir`/<device>/, so that no figure mixes timings from two kinds of hardware."""
     dirs = run_dirs(runs)
     for d in dirs:

@@ -145,9 +145,23 @@ def is_sampling_sweep(run_dir) -> bool:
     return _any_above(run_dir, "temperature", 0)
 
 
+def is_schedule_sweep(run_dir) -> bool:
+    """A run with schedule="cost" cells (experiment=cost_k_cpu, paper_scale_t5_large_cost): it gets the cost_schedule
+    figure (every fixed k beside k chosen by measured cost) and no other, whatever else it sweeps."""
+    import pandas as pd
+
+    p = Path(run_dir) / "summary.csv"
+    if not p.exists():
+        return False
+    df = pd.read_csv(p)
+    return "schedule" in df.columns and bool((df["schedule"] == "cost").any())
+
+
 def run_kind(run_dir) -> str:
-    """"alpha" (a controlled-draft α sweep), "sampling" (cells at a temperature > 0), "batched" (batch size > 1), or
-    "plain": each kind has its figures (report.FIGURES)."""
+    """"schedule" (cells under schedule="cost"), "alpha" (a controlled-draft α sweep), "sampling" (cells at a
+    temperature > 0), "batched" (batch size > 1), or "plain": each kind has its figures (report.FIGURES)."""
+    if is_schedule_sweep(run_dir):
+        return "schedule"
     if is_alpha_sweep(run_dir):
         return "alpha"
     return "sampling" if is_sampling_sweep(run_dir) else "batched" if is_batch_sweep(run_dir) else "plain"
@@ -162,7 +176,7 @@ def pair_label(model: str, draft: str) -> str:
     return f"{model} ← {draft}"
 
 
-def _load_runs(runs, filename: str, read, *, batched: bool = False, sampling: bool = False):
+def _load_runs(runs, filename: str, read, *, batched: bool = False, sampling: bool = False, schedule: bool = False):
     """`read(path)` of `filename` in every scripts/run.py run, tagged with its pair, run dir and device: greedy runs
     at batch size 1 only, or (`batched`) only greedy runs with batches (task.batch_size > 1), or (`sampling`) only
     runs that sample (decoding.do_sample); α sweeps never."""
@@ -170,7 +184,7 @@ def _load_runs(runs, filename: str, read, *, batched: bool = False, sampling: bo
 
     from ..run_files import has_results
 
-    want = "sampling" if sampling else "batched" if batched else "plain"
+    want = "schedule" if schedule else "sampling" if sampling else "batched" if batched else "plain"
     frames = []
     for d in run_dirs(runs):
         if not has_results(d / filename) or run_kind(d) != want:
@@ -181,7 +195,7 @@ def _load_runs(runs, filename: str, read, *, batched: bool = False, sampling: bo
         df["pair"] = [pair_label(m, dr) for m, dr in zip(df["model"], df["draft"])]
         frames.append(df)
     if not frames:
-        kind = {"sampling": "that samples", "batched": "with batches",
+        kind = {"schedule": "with schedule=cost cells", "sampling": "that samples", "batched": "with batches",
                 "plain": "without a controlled draft, batches or sampling"}[want]
         raise NoRunsError(f"no {filename} of a run {kind} in the given runs")
     return pd.concat(frames, ignore_index=True)
@@ -197,13 +211,13 @@ def load_results(runs):
     return _load_runs(runs, "results.jsonl", lambda p: pd.DataFrame([r.to_dict() for r in read_records(p)]))
 
 
-def load_summaries(runs, *, batched: bool = False, sampling: bool = False):
+def load_summaries(runs, *, batched: bool = False, sampling: bool = False, schedule: bool = False):
     """Every run's summary.csv (one row per method × k × model pair), runs with a controlled draft left out; runs
     with batches (task.batch_size > 1) only with `batched` (then only they), runs that sample only with `sampling`
-    (then only they)."""
+    (then only they), runs with schedule="cost" cells only with `schedule` (then only they, α sweeps included)."""
     import pandas as pd
 
-    return _load_runs(runs, "summary.csv", pd.read_csv, batched=batched, sampling=sampling)
+    return _load_runs(runs, "summary.csv", pd.read_csv, batched=batched, sampling=sampling, schedule=schedule)
 
 
 def load_alpha_sweep(runs) -> tuple:
