@@ -108,7 +108,8 @@ def test_alpha_sweep_points_carry_their_ci_and_the_tables_best_k(monkeypatch, tm
     from stairs_decoding import report
 
     figs = _captured_figures(monkeypatch, [ROOT / "results"], tmp_path)
-    sweep = pd.concat([pd.read_csv(p) for p in sorted((ROOT / "results").glob("paper_scale_*/summary.csv"))])
+    sweep = pd.concat([pd.read_csv(p) for p in sorted((ROOT / "results").glob("paper_scale_*/summary.csv"))
+                       if report.run_kind(p.parent) == "alpha"])      # not a schedule=cost run (its own figure)
     best = report.best_k_per_alpha(sweep)
     fig = figs["paper_scale_alpha"]
     assert len(fig.axes) == sweep.model.nunique()
