@@ -37,16 +37,13 @@ class AutoPolicy:
         other = "greedy" if best == "spec" else "spec"
         return other if m["calls"] % PROBE_EVERY == 0 else best
 
-    def plain_round(self, seq: Sequence, stats) -> None:
-        plain_round(self.target, self.draft, seq, stats)
-
     def start(self, seq: Sequence, stats) -> bool:
         """Before the first round: False when this call runs greedy (it has then been decoded to the end)."""
         if self.arm == "spec":
             return True
         stats.fallback_round = 0
         while not seq.done:
-            self.plain_round(seq, stats)
+            plain_round(self.target, self.draft, seq, stats)
         self.finish(stats)
         return False
 
