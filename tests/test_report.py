@@ -224,11 +224,40 @@ def test_committed_tables_have_no_empty_column_and_no_not_exact_time_reduction()
     assert not [m for m, d in METHODS.items() if not d.exact and f"| {m} " in main]
 
 
+def test_per_task_table_and_figure_show_every_method_on_both_tasks(monkeypatch, tmp_path):
+    """results/per_task_cpu (experiment=per_task_cpu, config `report: per_task`) gives per_task.md and the figure
+    only: a column per task naming its pair, a cell per method with speed-up, CI, τ and k, a bar per method and task,
+    and a caption that says these are not the paper's T5 result."""
+    from stairs_decoding import report
+
+    runs = ROOT / "results" / "per_task_cpu"
+    assert {report.run_kind(d) for d in report.run_dirs(runs)} == {"per_task"}
+    figs = _captured_figures(monkeypatch, [runs], tmp_path)
+    assert set(figs) == {"per_task"}
+    summary = report.load_summaries(runs, kind="per_task")
+    tasks = set(summary["task"])
+    assert tasks == {"tiny_heldout", "gettext_en_de"}
+    ax = figs["per_task"].axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert len(legend) == 2 and all(any(t in entry for entry in legend) for t in tasks)
+    methods = [t.get_text() for t in ax.get_yticklabels()]
+    assert {"stairs_cached", "lookup", "hf_assisted"} <= {m for m in report.SPEC_METHODS
+                                                          if report.METHOD_STYLE[m]["label"] in methods}
+    assert len(ax.patches) == 2 * len(methods)
+    assert "not the paper's T5 result" in _texts(figs["per_task"])
+    table = (tmp_path / "per_task.md").read_text()
+    header = table.splitlines()[0]
+    assert all(f"{t} (" in header for t in tasks) and "tiny_de_target" in header
+    body = table.splitlines()[2:]
+    assert len(body) == len(methods) and all(line.count("×") == 2 for line in body)
+    assert all(line.count("τ") == 2 for line in body if "greedy" not in line)
+
+
 def test_a_new_figure_is_one_module_in_the_registry():
     """make_all draws what report.FIGURES lists: each entry names its run kind and has make()."""
     from stairs_decoding import report
 
-    kinds = {"plain", "batched", "sampling", "alpha", "schedule"}
+    kinds = {"plain", "batched", "sampling", "alpha", "schedule", "per_task"}
     assert all(m.KIND in kinds and callable(m.make) for m in report.FIGURES)
     assert {m.KIND for m in report.FIGURES} == kinds
 

@@ -384,9 +384,20 @@ def check_dtype_hardware(cfg: DictConfig) -> None:
                                "(allow_emulated_dtype=true runs it anyway)")
 
 
+REPORTS = ("per_task",)      # figure families a run's config may name (report.run_kind); null: from its cells
+
+
+def check_report(cfg: DictConfig) -> None:
+    report = cfg.get("report")
+    if report is not None and report not in REPORTS:
+        raise HarnessError(f"report={report!r}: unknown report; valid: null (from the run's cells), "
+                           f"{', '.join(REPORTS)}")
+
+
 def plan(cfg: DictConfig, run_dir: Path) -> list[Cell]:
     """Every cheap check, in the order a user would want to hear about them; returns the run's cells."""
     cells = plan_cells(cfg)
+    check_report(cfg)
     has_draft = not is_none_node(cfg.get("draft"))
     needing = sorted({c.method for c in cells if METHODS[c.method].needs_draft})
     if needing and not has_draft:

@@ -185,6 +185,7 @@ def run_rounds(target: ModelState, draft: ModelState | None, seq: Sequence, *, k
             draft.select(keep)
         if cost is not None:
             cost.end_round(drafts.shape[1], stats)
-        k = next_k(k, all_agreed and drafts.shape[1] == k_round, schedule)
+        if drafts.shape[1]:                           # a round that proposed nothing (lookup found no match) says
+            k = next_k(k, all_agreed and drafts.shape[1] == k_round, schedule)     # nothing about k
     if policy is not None:
         policy.finish(stats)

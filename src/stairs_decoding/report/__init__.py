@@ -4,9 +4,10 @@
     tables.py       time reduction (exact methods; the others apart), batch, sampling and α-sweep tables
     style.py        method styles, the figure and its caption, error bars, legends, saving PDF + PNG
     time_vs_k.py  bars.py  acceptance.py  k_sweep.py  batch.py  sampling.py  alpha_sweep.py  schedule.py
-                    one module per figure family
+    per_task.py     one module per figure family
 
-A figure module names the kind of run it draws (`KIND`: "plain", "batched", "sampling", "alpha" or "schedule", see
+A figure module names the kind of run it draws (`KIND`: "plain", "batched", "sampling", "alpha", "schedule" or
+"per_task", see
 runs.run_kind) and has `make(group, out) -> [paths]`; `make_all` calls every module of `FIGURES` on the runs of its
 kind. A new figure is one new module and one entry in `FIGURES`.
 """
@@ -16,7 +17,8 @@ import sys
 from functools import cached_property
 from pathlib import Path
 
-from . import acceptance, alpha_sweep, bars, batch, k_sweep, runs, sampling, schedule, style, tables, time_vs_k
+from . import (acceptance, alpha_sweep, bars, batch, k_sweep, per_task, runs, sampling, schedule, style, tables,
+               time_vs_k)
 from .acceptance import plot_acceptance
 from .alpha_sweep import crossing_alpha, plot_alpha_sweep
 from .bars import plot_inference_bars
@@ -33,7 +35,7 @@ from .tables import (alpha_sweep_table, batch_rows, batch_table, not_exact_table
 from .time_vs_k import plot_time_vs_k
 
 # Every figure family, in the order make_all writes them (a table counts: tables.make writes time_reduction).
-FIGURES = (sampling, batch, time_vs_k, bars, acceptance, k_sweep, tables, alpha_sweep, schedule)
+FIGURES = (sampling, batch, time_vs_k, bars, acceptance, k_sweep, tables, alpha_sweep, schedule, per_task)
 
 
 class RunGroup:
@@ -44,8 +46,7 @@ class RunGroup:
 
     @cached_property
     def summary(self):
-        return load_summaries(self.dirs, batched=self.kind == "batched", sampling=self.kind == "sampling",
-                              schedule=self.kind == "schedule")
+        return load_summaries(self.dirs, kind=self.kind)
 
     @cached_property
     def results(self):

@@ -157,9 +157,20 @@ def is_schedule_sweep(run_dir) -> bool:
     return "schedule" in df.columns and bool((df["schedule"] == "cost").any())
 
 
+def report_of(run_dir) -> str | None:
+    """The figure family a run's config names (`report`, e.g. "per_task" for experiment=per_task_cpu), or None."""
+    from omegaconf import OmegaConf
+
+    p = Path(run_dir) / "config.yaml"
+    return OmegaConf.load(p).get("report") if p.exists() else None
+
+
 def run_kind(run_dir) -> str:
-    """"schedule" (cells under schedule="cost"), "alpha" (a controlled-draft α sweep), "sampling" (cells at a
-    temperature > 0), "batched" (batch size > 1), or "plain": each kind has its figures (report.FIGURES)."""
+    """The family its config names (`report`: "per_task"), else "schedule" (cells under schedule="cost"), "alpha" (a
+    controlled-draft α sweep), "sampling" (cells at a temperature > 0), "batched" (batch size > 1), or "plain": each
+    kind has its figures (report.FIGURES)."""
+    if (named := report_of(run_dir)) is not None:
+        return str(named)
     if is_schedule_sweep(run_dir):
         return "schedule"
     if is_alpha_sweep(run_dir):
@@ -176,15 +187,16 @@ def pair_label(model: str, draft: str) -> str:
     return f"{model} ← {draft}"
 
 
-def _load_runs(runs, filename: str, read, *, batched: bool = False, sampling: bool = False, schedule: bool = False):
+def _load_runs(runs, filename: str, read, *, batched: bool = False, sampling: bool = False, schedule: bool = False,
+               kind: str | None = None):
     """`read(path)` of `filename` in every scripts/run.py run, tagged with its pair, run dir and device: greedy runs
     at batch size 1 only, or (`batched`) only greedy runs with batches (task.batch_size > 1), or (`sampling`) only
-    runs that sample (decoding.do_sample); α sweeps never."""
+    runs that sample (decoding.do_sample), or only the runs of `kind` (run_kind); α sweeps never."""
     import pandas as pd
 
     from ..run_files import has_results
 
-    want = "schedule" if schedule else "sampling" if sampling else "batched" if batched else "plain"
+    want = kind or ("schedule" if schedule else "sampling" if sampling else "batched" if batched else "plain")
     frames = []
     for d in run_dirs(runs):
         if not has_results(d / filename) or run_kind(d) != want:
@@ -195,9 +207,9 @@ def _load_runs(runs, filename: str, read, *, batched: bool = False, sampling: bo
         df["pair"] = [pair_label(m, dr) for m, dr in zip(df["model"], df["draft"])]
         frames.append(df)
     if not frames:
-        kind = {"schedule": "with schedule=cost cells", "sampling": "that samples", "batched": "with batches",
-                "plain": "without a controlled draft, batches or sampling"}[want]
-        raise NoRunsError(f"no {filename} of a run {kind} in the given runs")
+        what = {"schedule": "with schedule=cost cells", "sampling": "that samples", "batched": "with batches",
+                "plain": "without a controlled draft, batches or sampling"}.get(want, f"of the {want} report")
+        raise NoRunsError(f"no {filename} of a run {what} in the given runs")
     return pd.concat(frames, ignore_index=True)
 
 
@@ -211,13 +223,16 @@ def load_results(runs):
     return _load_runs(runs, "results.jsonl", lambda p: pd.DataFrame([r.to_dict() for r in read_records(p)]))
 
 
-def load_summaries(runs, *, batched: bool = False, sampling: bool = False, schedule: bool = False):
+def load_summaries(runs, *, batched: bool = False, sampling: bool = False, schedule: bool = False,
+                   kind: str | None = None):
     """Every run's summary.csv (one row per method × k × model pair), runs with a controlled draft left out; runs
     with batches (task.batch_size > 1) only with `batched` (then only they), runs that sample only with `sampling`
-    (then only they), runs with schedule="cost" cells only with `schedule` (then only they, α sweeps included)."""
+    (then only they), runs with schedule="cost" cells only with `schedule` (then only they, α sweeps included);
+    with `kind` ("per_task"), only the runs whose config names that report."""
     import pandas as pd
 
-    return _load_runs(runs, "summary.csv", pd.read_csv, batched=batched, sampling=sampling, schedule=schedule)
+    return _load_runs(runs, "summary.csv", pd.read_csv, batched=batched, sampling=sampling, schedule=schedule,
+                      kind=kind)
 
 
 def load_alpha_sweep(runs) -> tuple:

@@ -4,13 +4,13 @@ from __future__ import annotations
 import copy
 
 
-def make_config(d_model, d_ff, heads, layers, d_kv=None):
+def make_config(d_model, d_ff, heads, layers, d_kv=None, vocab_size=384, dropout=0.0):
     """T5 config with equal encoder and decoder depth: transformers 5.x sizes the decoder KV cache
     from ``num_layers`` (the encoder's), so a deeper decoder crashes cached decoding."""
     from transformers import T5Config
 
     return T5Config(
-        vocab_size=384,
+        vocab_size=vocab_size,
         d_model=d_model,
         d_kv=d_kv or d_model // heads,
         d_ff=d_ff,
@@ -19,7 +19,7 @@ def make_config(d_model, d_ff, heads, layers, d_kv=None):
         num_heads=heads,
         relative_attention_num_buckets=32,
         relative_attention_max_distance=128,
-        dropout_rate=0.0,
+        dropout_rate=dropout,
         feed_forward_proj="relu",
         tie_word_embeddings=True,
         pad_token_id=0,

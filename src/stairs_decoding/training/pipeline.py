@@ -47,27 +47,48 @@ import numpy as np
 import torch
 
 from ..errors import HarnessError
+from . import data as compress_data
+from . import gettext_data
 from .architecture import draft_from_target, make_config, n_params
-from .data import build_examples, write_heldout
 from .evaluate import evaluate_heldout, save_model, summary_line
 from .loop import train_loop
+from .tokenizer import byte_tokenizer, unigram_tokenizer
+
+# Each shipped pair's task: where it writes by default, its tokenizer and its alignment-loss weight. Both pairs are
+# trained by this one pipeline; `--task` picks the data, everything else is the same code.
+TASKS = {
+    "compress": {"out": "models/tiny-t5", "tokenizer": "byte", "align_weight": 1.0, "dropout": 0.0,
+                 "target_steps": 1600, "draft_steps": 300, "batch_size": 16},
+    "translate": {"out": "models/tiny-t5-de", "tokenizer": "unigram", "align_weight": 0.0, "dropout": 0.1,
+                  "target_steps": 2400, "draft_steps": 400, "batch_size": 32},
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="models/tiny-t5")
+    p.add_argument("--task", choices=sorted(TASKS), default="compress",
+                   help="compress: the Python-docs `compress:` pair (models/tiny-t5); translate: English->German "
+                        "gettext messages of permissively licensed PyPI packages (models/tiny-t5-de)")
+    p.add_argument("--out", default=None, help="default: models/tiny-t5 (compress) or models/tiny-t5-de (translate)")
     p.add_argument("--data-out", default="data")
-    p.add_argument("--target-steps", type=int, default=1600)
-    p.add_argument("--draft-steps", type=int, default=300)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--target-steps", type=int, default=None, help="default: the task's (TASKS)")
+    p.add_argument("--draft-steps", type=int, default=None, help="default: the task's (TASKS)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the task's (TASKS)")
     p.add_argument("--target-lr", type=float, default=1e-3)
     p.add_argument("--draft-lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--temperature", type=float, default=1.0, help="distillation temperature")
     p.add_argument("--hard-weight", type=float, default=0.0, help="extra CE weight on references for the draft")
-    p.add_argument("--align-weight", type=float, default=1.0,
-                   help="weight of the guided-alignment loss on head 0 of each decoder cross-attention (0 = off)")
+    p.add_argument("--align-weight", type=float, default=None,
+                   help="weight of the guided-alignment loss on head 0 of each decoder cross-attention (0 = off; "
+                        "default 1 for compress, whose copy alignment is known, 0 for translate)")
+    p.add_argument("--tokenizer", choices=["byte", "unigram"], default=None,
+                   help="byte: ByT5's (default for compress); unigram: trained on the training side (translate)")
+    p.add_argument("--vocab-size", type=int, default=2000, help="unigram tokenizer's vocabulary")
+    p.add_argument("--dropout", type=float, default=None,
+                   help="the target's dropout while training (default 0 for compress, 0.1 for translate, whose "
+                        "training set is a few thousand messages seen many times)")
     # architecture
     # deep and narrow: the draft is one decoder layer, and at batch 1 each layer costs about the same whatever its
     # width, so many target decoder layers per draft layer is what makes the draft cheap (c 0.17 at 8 vs 0.36 at 4)
@@ -79,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draft-layers", type=int, default=1,
                    help="decoder layers of the draft; its encoder is a frozen copy of the target's (it runs "
                         "once per input, so only the decoder sets the per-token cost)")
-    # data
+    # data of the compress task (translate: see stairs_decoding.training.gettext_data)
     p.add_argument("--min-src", type=int, default=40)
     p.add_argument("--max-src", type=int, default=132)
     p.add_argument("--min-tgt", type=int, default=32)
@@ -99,8 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def apply_task_defaults(args):
+    """`args` with every option left unset (None) at its task's default (`TASKS`); returns `args`."""
+    for key, default in TASKS[args.task].items():
+        if getattr(args, key) is None:
+            setattr(args, key, default)
+    return args
+
+
 def check_args(args) -> None:
-    """User errors found before any work: one `HarnessError` line each."""
+    """User errors found before any work: one `HarnessError` line each. Fills the task's defaults."""
+    apply_task_defaults(args)
+    if args.align_weight and args.task != "compress":
+        raise HarnessError(f"--align-weight: the alignment loss needs the copy alignment of the compress task; "
+                           f"--task {args.task} has none (use --align-weight 0)")
     out = Path(args.out)
     if args.skip_train:
         missing = [m for m in ("target", "draft") if not (out / m / "config.json").is_file()]
@@ -113,14 +146,21 @@ def check_args(args) -> None:
 
 
 def prepare_data(args):
-    """Build the examples and write the held-out set; returns (train, heldout, train_keys, heldout_keys)."""
-    train, heldout, train_keys, heldout_keys = build_examples(
-        args.min_src, args.max_src, args.min_tgt, args.max_tgt, args.heldout_mod,
-        args.window_passes, args.seed)
-    print(f"topics: {len(train_keys)} train / {len(heldout_keys)} held-out; "
+    """Build the examples and write the held-out set; returns (train, heldout, train_groups, heldout_groups): the
+    groups the split is made by (topics of the Python docs, or source packages)."""
+    if args.task == "translate":
+        train, heldout, manifest = gettext_data.build_examples()
+        groups = [[s["package"] for s in manifest["sources"] if s["split"] == side] for side in ("train", "heldout")]
+        train_keys, heldout_keys = groups
+        gettext_data.write_heldout(heldout, manifest, Path(args.data_out))
+    else:
+        train, heldout, train_keys, heldout_keys = compress_data.build_examples(
+            args.min_src, args.max_src, args.min_tgt, args.max_tgt, args.heldout_mod,
+            args.window_passes, args.seed)
+        compress_data.write_heldout(heldout, Path(args.data_out))
+    print(f"split groups: {len(train_keys)} train / {len(heldout_keys)} held-out; "
           f"examples: {len(train)} train / {len(heldout)} held-out")
-    print("held-out topics:", ", ".join(heldout_keys))
-    write_heldout(heldout, Path(args.data_out))
+    print("held-out groups:", ", ".join(heldout_keys))
     for e in heldout[:2]:
         print("  example:", json.dumps(e))
     return train, heldout, train_keys, heldout_keys
@@ -138,7 +178,8 @@ def train_target(args, train, tok, info: dict):
         if prev.exists() and "target_train" in json.loads(prev.read_text()):
             info["target_train"] = json.loads(prev.read_text())["target_train"]
         return target
-    tcfg = make_config(args.target_d_model, args.target_d_ff, args.target_heads, args.target_layers)
+    tcfg = make_config(args.target_d_model, args.target_d_ff, args.target_heads, args.target_layers,
+                       vocab_size=len(tok), dropout=args.dropout)
     target = T5ForConditionalGeneration(tcfg)
     info["target_train"] = train_loop(
         "target", target, train, tok, args.target_steps, args.batch_size, args.target_lr,
@@ -207,8 +248,8 @@ def write_metrics(args, data, numbers: dict, info: dict, train_seconds: float, e
         "seed": args.seed,
         "heldout_examples": numbers["heldout_examples"],
         "train_examples": len(train),
-        "train_topics": len(train_keys),
-        "heldout_topics": heldout_keys,
+        "train_groups": len(train_keys),
+        "heldout_groups": heldout_keys,
         **{k: v for k, v in numbers.items() if k != "heldout_examples"},
         "train_wall_seconds": info.get("train_wall_seconds", round(train_seconds, 1)),
         "eval_wall_seconds": round(eval_seconds, 1),
@@ -228,6 +269,18 @@ def write_metrics(args, data, numbers: dict, info: dict, train_seconds: float, e
     return path
 
 
+def make_tokenizer(args, train: list[dict]):
+    """The pair's tokenizer: ByT5's bytes, or a unigram model trained on the training examples (both sides).
+    With --skip-train, the saved pair's own tokenizer."""
+    if args.skip_train:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(Path(args.out) / "target")
+    if args.tokenizer == "byte":
+        return byte_tokenizer()
+    return unigram_tokenizer([e["source"] for e in train] + [e["target"] for e in train], args.vocab_size)
+
+
 def main(argv=None) -> int:
     """Run the pipeline (see the module docstring): data, target, draft, save, evaluate, train_metrics.json."""
     args = build_parser().parse_args(argv)
@@ -237,10 +290,8 @@ def main(argv=None) -> int:
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
-    from transformers import ByT5Tokenizer
-
-    tok = ByT5Tokenizer()
     data = prepare_data(args)
+    tok = make_tokenizer(args, data[0])
     info: dict = {}
     if not args.skip_train:
         info = train_pair(args, data[0], tok, t_start)
