@@ -18,7 +18,7 @@ EXACT = [m.name for m in METHODS.values() if m.exact]
 EXACT_BATCHED = [m.name for m in METHODS.values() if m.exact and m.batch]
 SPECULATIVE = [m.name for m in METHODS.values() if m.speculative]
 SPECULATIVE_BATCHED = [m for m in SPECULATIVE if METHODS[m].batch]
-ADAPTIVE = [m.name for m in METHODS.values() if "heuristic" in m.schedules]
+ADAPTIVE = [m.name for m in METHODS.values() if "heuristic" in m.schedules and m.needs_draft]   # lookup: its own test
 
 
 def _ks(method):

@@ -166,7 +166,7 @@ IDS = torch.randint(2, VOCAB, (1, 6), generator=torch.Generator().manual_seed(2)
      "confidence_threshold=0.5 applies to schedule='confidence' only (got 'constant')"),
     ({"method": "stairs_cached", "schedule": "confidence", "confidence_threshold": 1.0},
      "confidence_threshold must be a probability in (0, 1), got 1.0"),
-    ({"method": "lookup", "schedule": "heuristic"}, "schedule='heuristic' is not supported by 'lookup'"),
+    ({"method": "lookup", "schedule": "confidence"}, "schedule='confidence' is not supported by 'lookup'"),
 ])
 def test_bad_input_is_one_clear_error(no_forward, kwargs, message):
     target, draft = no_forward

@@ -145,6 +145,21 @@ def test_lookup_without_any_match_is_plain_greedy(make):
     assert set(res.stats.drafted) == {0} and res.stats.target_calls == 20 and res.stats.draft_calls == 0
 
 
+@pytest.mark.parametrize("make", [tiny_t5, tiny_gpt2])
+def test_lookup_heuristic_schedule_is_exact(make):
+    """schedule="heuristic" for lookup is exact, with and without matches (a round without a match is a plain
+    target step and leaves k as it is)."""
+    target = make(0)
+    ids = torch.randint(2, VOCAB, (2, 7), generator=torch.Generator().manual_seed(1))
+    ref = generate(target, ids, max_new_tokens=20, ignore_eos=True)
+    none = generate(target, ids, method="lookup", num_draft_tokens=4, max_new_tokens=20, ignore_eos=True,
+                    schedule="heuristic", max_ngram=30, min_ngram=30)
+    assert none.tokens == ref.tokens and set(none.stats.drafted) == {0}
+    some = generate(target, ids, method="lookup", num_draft_tokens=4, max_new_tokens=20, ignore_eos=True,
+                    schedule="heuristic")
+    assert some.tokens == ref.tokens
+
+
 @pytest.fixture(scope="module")
 def shipped():
     from transformers import AutoTokenizer, T5ForConditionalGeneration

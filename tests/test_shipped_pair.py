@@ -106,12 +106,33 @@ CARD_DEFAULTS = [
 ]
 
 
-def test_model_card_training_command_is_accepted_by_the_script():
-    """The card's command parses, names only real options (argparse would accept an abbreviation), and gives the
-    seed the card states and the settings the card describes."""
-    from stairs_decoding.training import build_parser
+# the translation pair's card (models/tiny-t5-de/README.md) and the defaults of --task translate
+TRANSLATE_CARD_DEFAULTS = [
+    ("target_steps", 2400, "batch 32, 2,400 steps"),
+    ("draft_steps", 400, "distilled for 400 steps"),
+    ("batch_size", 32, "batch 32"),
+    ("target_lr", 1e-3, "lr 1e-3"),
+    ("warmup", 50, "50 warm-up steps"),
+    ("align_weight", 0.0, "cross-entropy only"),
+    ("dropout", 0.1, "dropout 0.1"),
+    ("tokenizer", "unigram", "unigram tokenizer of 2,000 pieces"),
+    ("vocab_size", 2000, "2,000 pieces"),
+    ("target_layers", 8, "| 8 + 8 |"),
+    ("target_d_model", 192, "| target | `target/` | 192 |"),
+    ("target_heads", 12, "| 12 × 16 |"),
+    ("draft_layers", 1, "+ **1** |"),
+    ("threads", 2, "2 threads"),
+]
+CARDS = [(PAIR, CARD_DEFAULTS, "compress"), (ROOT / "models" / "tiny-t5-de", TRANSLATE_CARD_DEFAULTS, "translate")]
 
-    card = (PAIR / "README.md").read_text()
+
+@pytest.mark.parametrize("directory, defaults, task", CARDS, ids=[c[2] for c in CARDS])
+def test_model_card_training_command_is_accepted_by_the_script(directory, defaults, task):
+    """Each card's command parses, names only real options (argparse would accept an abbreviation), and gives the
+    seed the card states and the settings the card describes; its metrics file records the same settings."""
+    from stairs_decoding.training import apply_task_defaults, build_parser
+
+    card = (directory / "README.md").read_text()
     commands = re.findall(r"^python scripts/train_tiny_pair\.py[^\n]*", card, flags=re.M)
     assert commands, "the model card names no training command"
     parser = build_parser()
@@ -120,12 +141,15 @@ def test_model_card_training_command_is_accepted_by_the_script():
         argv = shlex.split(command)[2:]
         unknown = [a.split("=")[0] for a in argv if a.startswith("--") and a.split("=")[0] not in options]
         assert not unknown, f"{command!r}: not options of the script: {unknown}"
-        args = parser.parse_args(argv)
-        assert args.seed == 0 and "--seed 0" in command
-        for dest, value, phrase in CARD_DEFAULTS:
+        args = apply_task_defaults(parser.parse_args(argv))
+        assert args.seed == 0 and "--seed 0" in command and args.task == task
+        for dest, value, phrase in defaults:
             assert phrase in card, f"the card no longer says {phrase!r}"
             assert getattr(args, dest) == value, (command, dest, getattr(args, dest), value)
-        assert (args.out, args.data_out) == ("models/tiny-t5", "data")   # where the shipped files live
+        assert (args.out, args.data_out) == (str(directory.relative_to(ROOT)), "data")   # where the files live
+    if task == "translate":      # trained by exactly these settings (the compress pair's file predates --task)
+        recorded = json.loads((directory / "train_metrics.json").read_text())["args"]
+        assert all(recorded[dest] == value for dest, value, _ in defaults), recorded
 
 
 def test_heldout_and_translation_sets_load_with_datasets():
@@ -133,8 +157,11 @@ def test_heldout_and_translation_sets_load_with_datasets():
 
     held = load_dataset("json", data_files=str(ROOT / "data" / "tiny_heldout.jsonl"), split="train")
     ende = load_dataset("json", data_files=str(ROOT / "data" / "en_de_sample.jsonl"), split="train")
+    gettext = load_dataset("json", data_files=str(PAIRS["translate"][1]), split="train")
     assert len(held) >= 200 and {"source", "target"} <= set(held.column_names)
     assert len(ende) >= 50 and all(s.startswith("translate English to German: ") for s in ende["source"])
+    assert len(gettext) >= 200 and {"source", "target", "package", "licence"} <= set(gettext.column_names)
+    assert all(s.startswith("translate English to German: ") for s in gettext["source"])
 
 
 def test_heldout_references_are_the_task_function_and_alignment_is_exact():

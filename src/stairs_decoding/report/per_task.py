@@ -16,8 +16,29 @@ KIND = "per_task"
 
 def make(group, out) -> list[Path]:
     rows = task_rows(group.summary)
-    return plot_per_task(rows, out, caption=style.runs_caption(group.summary)) + [
-        write_markdown(per_task_table(rows), out, "per_task")]
+    table = write_markdown(per_task_table(rows), out, "per_task")
+    with open(table, "a", encoding="utf-8") as f:
+        f.write("\n" + "\n".join(f"- {line}" for line in [NOTE] + [length_limit_line(d) for d in group.dirs]) + "\n")
+    return plot_per_task(rows, out, caption=style.runs_caption(group.summary)) + [table]
+
+
+NOTE = ("Cells: speed-up vs greedy (greedy's total time over the method's on the same examples, in the same run) "
+        "[paired bootstrap 95 % CI], τ = mean new tokens per target call, and the best k (chosen by the point "
+        "estimate, so its CI is optimistic).")
+
+
+def length_limit_line(run_dir) -> str:
+    """How many of a run's greedy outputs stopped at max_new_tokens rather than at EOS (on a weak model, mostly
+    repetition loops, which lookup copies from the output itself)."""
+    from omegaconf import OmegaConf
+
+    from ..run_files import read_records
+
+    cfg = OmegaConf.load(Path(run_dir) / "config.yaml")
+    limit = int(cfg.task.max_new_tokens)
+    greedy = [r for r in read_records(Path(run_dir) / "results.jsonl") if r.method == "greedy"]
+    hit = sum(r.new_tokens >= limit for r in greedy)
+    return f"{cfg.task.name}: {hit} of {len(greedy)} greedy outputs reach max_new_tokens = {limit} (no EOS)."
 
 
 def task_label(r) -> str:
@@ -85,7 +106,7 @@ def plot_per_task(rows, out_dir, *, caption: str, name: str = "per_task") -> lis
     dotted line is greedy."""
     tasks = list(dict.fromkeys(rows["task_col"]))
     keys = row_keys(rows)
-    fig, axes = style.figure(1, 1, figsize=(9, 0.55 * len(keys) * len(tasks) + 2.2))
+    fig, axes = style.figure(1, 1, figsize=(9, 0.36 * len(keys) * len(tasks) + 1.6))
     ax = axes[0][0]
     height = 0.8 / len(tasks)
     colors = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
@@ -102,11 +123,12 @@ def plot_per_task(rows, out_dir, *, caption: str, name: str = "per_task") -> lis
                     label=t if i == 0 else None)
             end = r["speedup_ci95_high"] if r["speedup_ci95_high"] == r["speedup_ci95_high"] else r["speedup"]
             k = f" (k={int(r['k'])})" if method in SPEC_METHODS else ""
-            ax.text(end, y, f"  {r['speedup']:.2f}×{k}", va="center", fontsize=7)
+            ax.text(end, y, f"   {r['speedup']:.2f}×{k}", va="center", fontsize=7)
     ax.set_yticks(range(len(keys)), [row_label(key) for key in keys])
     ax.invert_yaxis()
     ax.axvline(1.0, color="black", lw=1, ls=":")
-    ax.set_xlabel("speed-up vs greedy (same run, same examples; bars: 95 % CI), each method at its best k")
+    ax.set_xlim(0, 1.2 * float(rows["speedup_ci95_high"].fillna(rows["speedup"]).max()))
+    ax.set_xlabel("speed-up vs greedy in the same run (bars: 95 % CI), each method at its best k")
     ax.grid(axis="x", alpha=0.3)
     style.legend_below(ax, ncol=1)
     style.caption(fig, caption)
