@@ -37,8 +37,7 @@ def generate(target, input_ids=None, *, draft=None, method: str = "greedy", num_
             the lookup branches of stairs_tree, the most tokens a match proposes.
         max_new_tokens: new tokens per row at most.
         eos_token_id: int or list; default: the target's generation config.
-        schedule: "constant" k; "heuristic" (+2 after a fully accepted round, −1 after one that rejected or
-            proposed less than k; a lookup round without a match leaves k as it is); "confidence" (a
+        schedule: "constant" k; "heuristic" (+2 after a fully accepted round, −1 otherwise); "confidence" (a
             round stops drafting once the draft's top probability is below `confidence_threshold` in every running
             row; hf_assisted: transformers' assistant_confidence_threshold); "auto"
             (speculate, or run plain greedy steps, whichever this process measured faster for calls of this shape:

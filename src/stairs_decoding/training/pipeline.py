@@ -1,5 +1,10 @@
 """Train a tiny, real T5 target/draft pair on CPU for offline speculative-decoding runs.
 
+Two tasks, one pipeline (`--task`, defaults in `TASKS`): `compress` (below; models/tiny-t5) and `translate`
+(English->German gettext messages of pinned PyPI wheels, split by source package: `gettext_data`; a unigram
+tokenizer trained on the training side; no alignment loss; models/tiny-t5-de). The rest of this docstring describes
+`compress`; `translate` runs the same steps 2-5.
+
 Data: English prose from the Python documentation shipped with the standard
 library (``pydoc_data.topics.topics``, PSF licence), split deterministically by
 topic key into train and held-out topics.
