@@ -278,6 +278,15 @@ def test_summary_stats_and_order():
 K_ERROR = r"num_draft_tokens \(k\) must be an integer >= 1, got 0"
 
 
+def test_an_unknown_report_is_refused_by_name_and_per_task_is_accepted():
+    from stairs_decoding.checks import check_report
+
+    with pytest.raises(HarnessError, match=r"^report='bogus': unknown report; valid: null .*per_task$"):
+        check_report(compose_cfg(["report=bogus"]))
+    check_report(compose_cfg(["experiment=per_task_cpu"]))
+    assert compose_cfg(["experiment=per_task_translate_cpu"]).report == "per_task"
+
+
 def test_plan_cells_rejects_bad_k_and_method():
     from stairs_decoding.checks import plan_cells
 
