@@ -4,12 +4,11 @@ the k) and the figure per_task (the same speed-ups as bars with their CIs), from
 (config `report: per_task`)."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from . import style
 from .runs import BASELINES, SPEC_METHODS, best_k, is_exact
-from .tables import write_markdown
+from .tables import _blank, _ci, write_markdown
 
 KIND = "per_task"
 
@@ -77,10 +76,10 @@ def _hit(rows, key, task):
 
 
 def _cell(r) -> str:
-    lo, hi = r.get("speedup_ci95_low"), r.get("speedup_ci95_high")
-    ci = "" if lo is None or (isinstance(lo, float) and math.isnan(lo)) else f" [{lo:.2f}, {hi:.2f}]"
+    ci = _ci(r, "speedup_ci95_low", "speedup_ci95_high")
+    ci = f" {ci}" if ci else ""
     tpc = r.get("tokens_per_target_call")
-    calls = "" if tpc is None or (isinstance(tpc, float) and math.isnan(tpc)) else f", τ {tpc:.2f}"
+    calls = "" if _blank(tpc) else f", τ {tpc:.2f}"
     k = f", k={int(r['k'])}" if r["method"] in SPEC_METHODS else ""
     return f"{r['speedup']:.2f}×{ci}{calls}{k}"
 
@@ -121,7 +120,7 @@ def plot_per_task(rows, out_dir, *, caption: str, name: str = "per_task") -> lis
             ax.barh(y, r["speedup"], height=height * 0.9, color=colors[j % len(colors)],
                     xerr=style.err(hit, "speedup", "speedup_ci95_low", "speedup_ci95_high"), capsize=2,
                     label=t if i == 0 else None)
-            end = r["speedup_ci95_high"] if r["speedup_ci95_high"] == r["speedup_ci95_high"] else r["speedup"]
+            end = r["speedup"] if _blank(r["speedup_ci95_high"]) else r["speedup_ci95_high"]
             k = f" (k={int(r['k'])})" if method in SPEC_METHODS else ""
             ax.text(end, y, f"   {r['speedup']:.2f}×{k}", va="center", fontsize=7)
     ax.set_yticks(range(len(keys)), [row_label(key) for key in keys])

@@ -220,11 +220,12 @@ def build_examples(min_src: int, max_src: int, min_tgt: int, max_tgt: int, heldo
     return train, heldout, train_keys, heldout_keys
 
 
-def write_heldout(heldout: list[dict], data_out: Path) -> Path:
-    """Write the held-out examples as JSON lines to ``<data_out>/tiny_heldout.jsonl``; returns the path."""
+def write_heldout(heldout: list[dict], data_out: Path, filename: str = HELDOUT_FILE) -> Path:
+    """Write the held-out examples as JSON lines to ``<data_out>/<filename>`` (tiny_heldout.jsonl); returns the
+    path."""
     data_out = Path(data_out)
     data_out.mkdir(parents=True, exist_ok=True)
-    path = data_out / HELDOUT_FILE
+    path = data_out / filename
     with open(path, "w", encoding="utf-8") as f:
         for e in heldout:
             f.write(json.dumps(e, ensure_ascii=False) + "\n")

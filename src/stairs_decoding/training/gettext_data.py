@@ -24,6 +24,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import HarnessError
+from .data import write_heldout as write_jsonl
 
 TASK_PREFIX = "translate English to German: "
 HELDOUT_FILE = "gettext_en_de_heldout.jsonl"
@@ -147,10 +148,6 @@ def build_examples() -> tuple[list[dict], list[dict], dict]:
 
 def write_heldout(heldout: list[dict], manifest: dict, data_out: Path) -> Path:
     """Write the held-out set and the sources manifest into `data_out`; returns the held-out file's path."""
-    data_out.mkdir(parents=True, exist_ok=True)
-    path = data_out / HELDOUT_FILE
-    with open(path, "w", encoding="utf-8") as f:
-        for e in heldout:
-            f.write(json.dumps(e, ensure_ascii=False) + "\n")
+    path = write_jsonl(heldout, data_out, HELDOUT_FILE)
     (data_out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     return path
