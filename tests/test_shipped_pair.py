@@ -110,7 +110,7 @@ CARD_DEFAULTS = [
 
 # the translation pair's card (models/tiny-t5-de/README.md) and the defaults of --task translate
 TRANSLATE_CARD_DEFAULTS = [
-    ("target_steps", 2400, "batch 32, 2,400 steps"),
+    ("target_steps", 3600, "batch 32, 3,600 steps"),
     ("draft_steps", 400, "distilled for 400 steps"),
     ("batch_size", 32, "batch 32"),
     ("target_lr", 1e-3, "lr 1e-3"),
@@ -119,9 +119,10 @@ TRANSLATE_CARD_DEFAULTS = [
     ("dropout", 0.1, "dropout 0.1"),
     ("tokenizer", "unigram", "unigram tokenizer of 2,000 pieces"),
     ("vocab_size", 2000, "2,000 pieces"),
-    ("target_layers", 8, "| 8 + 8 |"),
-    ("target_d_model", 192, "| target | `target/` | 192 |"),
-    ("target_heads", 12, "| 12 × 16 |"),
+    ("target_layers", 4, "| 4 + 4 |"),
+    ("target_d_model", 256, "| target | `target/` | 256 |"),
+    ("target_d_ff", 1024, "| 256 | 1,024 |"),
+    ("target_heads", 16, "| 16 × 16 |"),
     ("draft_layers", 1, "+ **1** |"),
     ("threads", 2, "2 threads"),
 ]

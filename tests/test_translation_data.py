@@ -149,3 +149,14 @@ def test_translate_refusal_is_one_error_line(capsys):
     assert cli.run(lambda: main(["--task", "translate", "--align-weight", "0.5"])) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --align-weight")
+
+
+def test_chrf_baselines_copy_the_source_without_its_prefix_and_shuffle_the_references():
+    from stairs_decoding.training.evaluate import chrf_baselines
+
+    examples = [{"source": gd.TASK_PREFIX + text, "target": text}
+                for text in ("Delete selected objects", "Save and continue editing", "Sign in with a passkey")]
+    out = chrf_baselines(examples, prefix=gd.TASK_PREFIX)
+    assert out["chrf_source_copied"] == 100.0                       # the prefix is not part of the copy
+    assert len(out["chrf_references_shuffled"]) == 3 and max(out["chrf_references_shuffled"]) <= 100.0
+    assert chrf_baselines(examples)["chrf_source_copied"] < 100.0   # with the prefix left in, the copy is worse

@@ -103,6 +103,24 @@ def cost_ratio(target, draft, tok, source: str) -> dict:
                                      rounds=COST_ROUNDS)
 
 
+def chrf_baselines(examples: list[dict], prefix: str = "", seeds=(0, 1, 2)) -> dict:
+    """Held-out chrF of two outputs that know nothing of the task, the floor a model must clear: the source copied
+    (without its task `prefix`), and the references shuffled against each other (one score per seed)."""
+    import random
+
+    import sacrebleu
+
+    refs = [e["target"] for e in examples]
+    copied = [e["source"][len(prefix):] if e["source"].startswith(prefix) else e["source"] for e in examples]
+    shuffled = []
+    for seed in seeds:
+        other = refs[:]
+        random.Random(seed).shuffle(other)
+        shuffled.append(round(sacrebleu.corpus_chrf(other, [refs]).score, 2))
+    return {"chrf_source_copied": round(sacrebleu.corpus_chrf(copied, [refs]).score, 2),
+            "chrf_references_shuffled": shuffled}
+
+
 def evaluate_heldout(target, draft, tok, examples: list[dict]) -> tuple[dict, list[tuple[str, str, str]]]:
     """(held-out numbers of the pair, keyed as in train_metrics.json; (source, target greedy, reference) of each
     example)."""

@@ -55,7 +55,7 @@ from ..errors import HarnessError
 from . import data as compress_data
 from . import gettext_data
 from .architecture import draft_from_target, make_config, n_params
-from .evaluate import evaluate_heldout, save_model, summary_line
+from .evaluate import chrf_baselines, evaluate_heldout, save_model, summary_line
 from .loop import train_loop
 from .tokenizer import byte_tokenizer, unigram_tokenizer
 
@@ -247,6 +247,8 @@ def evaluate_pair(args, tok, heldout) -> tuple[dict, float]:
     ev = heldout if not args.eval_max else heldout[: args.eval_max]
     t0 = time.time()
     numbers, samples = evaluate_heldout(target, draft, tok, ev)
+    if args.task == "translate":   # the floor: what copying the English, or unrelated German, scores
+        numbers.update(chrf_baselines(ev, prefix=gettext_data.TASK_PREFIX))
     eval_seconds = time.time() - t0
     for s, h, r in samples[:5]:
         print(f"SRC : {s}\nREF : {r}\nHYP : {h}\n")
