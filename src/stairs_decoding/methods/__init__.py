@@ -81,7 +81,8 @@ register(Method("stairs_cached", stairs_cached, "ours: one causal row of k+1 tok
                 marker="s"))
 register(Method("lookup", lookup, "ours: no draft model; n-gram lookup in the source (encoder input or prompt) and "
                 "the output so far proposes up to k tokens, verified as in stairs_cached", uses_k=True,
-                speculative=True, verify_row=True, schedules=("constant", "heuristic"), options=("max_ngram", "min_ngram"),
+                speculative=True, verify_row=True, schedules=("constant", "heuristic", "cost"),
+                options=("max_ngram", "min_ngram"),
                 label="lookup (ours, no draft)", color="#17becf", marker="*"))
 register(Method("stairs_tree", stairs_tree, "ours: one target call verifies several branches as rows of a batch "
                 "(the draft's continuation, source lookups, the draft's runner-up tokens); the longest verified "
