@@ -69,3 +69,69 @@ def test_command_writes_json_table_and_figure(tmp_path):
     assert [c["batch"] for c in data["cells"]] == [2] and set(data["cells"][0]["paths"]) == {"default", "sdpa_math"}
     assert "| sdpa_math |" in (tmp_path / "verify_kernels.md").read_text()
     assert (tmp_path / "verify_kernels.png").stat().st_size > 1000
+
+
+# -- verify_attention="math": the option that adopts the math SDPA backend for verifications ----------------------
+import archs  # noqa: E402
+from test_architectures import _batch, _mid_eos, hf_reference  # noqa: E402
+
+from stairs_decoding import generate  # noqa: E402
+from stairs_decoding.errors import GenerationInputError  # noqa: E402
+from stairs_decoding.methods import METHODS  # noqa: E402
+
+TAKERS = tuple(m.name for m in METHODS.values() if "verify_attention" in m.options)
+
+
+@pytest.mark.parametrize("name", list(archs.ARCHS))
+def test_math_verification_equals_transformers_generate(name):
+    """Every method that takes the option, k ∈ {1, 4}, a perturbed draft, a padded batch of 3 and a single prompt,
+    30 new tokens with an EOS the target emits mid-generation: the output is model.generate's (default kernels)."""
+    target = archs.build(name)
+    draft = archs.perturbed(target)
+    ids, mask = _batch(name)
+    eos = _mid_eos(name, target, ids, mask)
+    single = ids[1:2, mask[1].bool()]
+    refs, refs_single = hf_reference(target, ids, mask, 30, eos), hf_reference(target, single, None, 30, eos)
+    problems = []
+    for method in TAKERS:
+        d = draft if METHODS[method].needs_draft else None
+        for k in (1, 4):
+            for what, kw, expected in (("batch3", dict(input_ids=ids, attention_mask=mask), refs),
+                                       ("single", dict(input_ids=single), refs_single)):
+                got = generate(target, draft=d, method=method, num_draft_tokens=k, max_new_tokens=30,
+                               eos_token_id=eos, verify_attention="math", **kw).tokens
+                if got != expected:
+                    problems.append(f"{method} k={k} {what}: {got} != {expected}")
+    assert not problems, f"{name}:\n" + "\n".join(problems)
+
+
+def test_math_kernel_runs_the_verifications_and_only_them():
+    """With verify_attention="math" every target forward of several tokens runs without the fused kernel and every
+    one-token forward with it; by default all run with it."""
+    target = archs.build("t5")
+    draft = archs.perturbed(target)
+    ids, mask = _batch("t5")
+    seen = []
+    hook = target.get_decoder().register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append((kwargs["input_ids"].shape[1] if kwargs.get("input_ids") is not None
+                                                  else kwargs["inputs_embeds"].shape[1],
+                                                  torch.backends.cuda.flash_sdp_enabled())), with_kwargs=True)
+    try:
+        for option, expect_multi in (("math", False), ("default", True)):
+            seen.clear()
+            generate(target, ids, attention_mask=mask, draft=draft, method="stairs_cached", num_draft_tokens=4,
+                     max_new_tokens=20, verify_attention=option)
+            multi = {flash for n, flash in seen if n > 1}
+            assert multi == {expect_multi} and {flash for n, flash in seen if n == 1} <= {True}, (option, seen)
+    finally:
+        hook.remove()
+    assert torch.backends.cuda.flash_sdp_enabled()          # restored
+
+
+def test_verify_attention_is_validated_and_refused_where_it_does_not_apply():
+    target = archs.build("t5")
+    ids = torch.tensor([[5, 6, 7]])
+    with pytest.raises(GenerationInputError, match="verify_attention must be one of 'default', 'math'"):
+        generate(target, ids, method="lookup", verify_attention="flash")
+    with pytest.raises(GenerationInputError, match="verify_attention='math' does not apply to method 'greedy'"):
+        generate(target, ids, method="greedy", verify_attention="math")

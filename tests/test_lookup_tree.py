@@ -214,15 +214,16 @@ def test_method_options_reach_the_records(tmp_path):
             "experiment=smoke", "logger=none", "task.num_examples=2", "task.max_new_tokens=8", "warmup_examples=0",
             "sweep.methods=[greedy,lookup,stairs_tree,stairs_cached]", "sweep.num_draft_tokens=[3]",
             "sweep.schedule=constant",
-            "+sweep.per_method={stairs_tree:{num_branches:2,draft_forward:transformers},lookup:{max_ngram:3}}",
+            "+sweep.per_method={stairs_tree:{num_branches:2,draft_forward:transformers},"
+            "lookup:{max_ngram:3,verify_attention:math}}",
             "progress=false"])
         run_experiment(cfg, tmp_path)
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     options = {r["method"]: r["options"] for r in records}
-    assert options == {"greedy": None, "lookup": {"max_ngram": 3, "min_ngram": 1},
+    assert options == {"greedy": None, "lookup": {"max_ngram": 3, "min_ngram": 1, "verify_attention": "math"},
                        "stairs_tree": {"num_branches": 2, "max_ngram": 2, "min_ngram": 1,
-                                       "draft_forward": "transformers"},
-                       "stairs_cached": {"draft_forward": "lean"}}     # auto, recorded as what ran
+                                       "draft_forward": "transformers", "verify_attention": "default"},
+                       "stairs_cached": {"draft_forward": "lean", "verify_attention": "default"}}   # auto: what ran
     assert all(r["matches_greedy"] for r in records)
     cost = json.loads((tmp_path / "cost_ratio.json").read_text())   # c of both draft steps, each cell its own
     c = {r["method"]: float(r["cost_ratio_c"]) for r in csv.DictReader(open(tmp_path / "summary.csv"))

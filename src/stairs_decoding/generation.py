@@ -21,7 +21,8 @@ def generate(target, input_ids=None, *, draft=None, method: str = "greedy", num_
              max_new_tokens: int = 64, attention_mask=None, eos_token_id=None, schedule: str = "constant",
              ignore_eos: bool = False, generation_config=None, num_branches: int | None = None,
              max_ngram: int | None = None, min_ngram: int | None = None, confidence_threshold: float | None = None,
-             draft_forward: str | None = None, streamer=None, **kwargs) -> GenerationResult:
+             draft_forward: str | None = None, verify_attention: str | None = None, streamer=None,
+             **kwargs) -> GenerationResult:
     """Greedy generation (or sampling) with `method`; every method returns what `target.generate(do_sample=False)`
     returns, and with do_sample=True a sample of what `target.generate(do_sample=True)` samples (speculative
     sampling: the same distribution; methods/_speculative.py).
@@ -31,12 +32,10 @@ def generate(target, input_ids=None, *, draft=None, method: str = "greedy", num_
         input_ids: LongTensor [batch, seq] — encoder input, or the prompt of a decoder-only model
             (padded rows need `attention_mask`; any padding side); or an encoder's other input, here or by its
             keyword, as `model.generate` takes it (`input_features`, `pixel_values`: encoder_inputs.py).
-        method: a name in `methods.METHODS` (greedy, stairs, stairs_cached, lookup, stairs_tree, hf_assisted,
-            hf_assisted_default, draft_greedy, hf_greedy).
+        method: a name in `methods.METHODS` (docs/methods.md).
         num_draft_tokens: k, draft tokens proposed per round (the paper's "assistant batch size"); for lookup and
             the lookup branches of stairs_tree, the most tokens a match proposes.
-        max_new_tokens: new tokens per row at most.
-        eos_token_id: int or list; default: the target's generation config.
+        max_new_tokens: new tokens per row at most. eos_token_id: int or list; default: the target's generation config.
         schedule: "constant" k; "heuristic" (+2 after a fully accepted round, −1 otherwise); "confidence" (a
             round stops drafting once the draft's top probability is below `confidence_threshold` in every running
             row; hf_assisted: transformers' assistant_confidence_threshold); "auto"
@@ -48,14 +47,14 @@ def generate(target, input_ids=None, *, draft=None, method: str = "greedy", num_
         num_branches: stairs_tree's candidate continuations per round and row (default 3; 1 = stairs_cached).
         max_ngram, min_ngram: n-gram sizes the source lookup matches, longest first (lookup, stairs_tree; 2, 1).
         confidence_threshold: schedule="confidence"'s stopping probability (default 0.4).
-        draft_forward: how the draft's decoder steps run (stairs, stairs_cached, stairs_tree): "lean" through
-            methods/_lean.py's T5 step (the same logits as the model's forward, without its per-call overhead; T5
-            and mT5 drafts with sdpa attention), "transformers" through `draft(...)`, or "auto" (default: lean where
-            the draft allows it). The target always runs its own forward. What ran is `stats.draft_forward`.
-        Each option is refused by a method that does not read it (methods.Method.options).
-        streamer: transformers' streamer protocol (TextStreamer, TextIteratorStreamer): `put` the prompt (an
+        draft_forward: the draft's decoder steps (stairs, stairs_cached, stairs_tree): "lean" (methods/_lean.py's T5
+            step: the model's logits without its per-call overhead; T5/mT5 drafts, sdpa), "transformers"
+            (`draft(...)`) or "auto" (default: lean where it can run). What ran is `stats.draft_forward`.
+        verify_attention: the SDPA kernel of the target's forwards of several tokens (verifications): "default"
+            (torch's choice, as `model.generate`) or "math" (torch's math backend: on some CPUs far cheaper for several
+            query rows; scripts/verify_kernels.py). Options a method does not read are refused (Method.options).
+        streamer: transformers' streamer protocol (TextStreamer, ...; batch size 1): `put` the prompt (an
             encoder-decoder's decoder start), then each round's committed tokens as they are committed, then `end`.
-            Batch size 1, as transformers' generate.
         generation_config, **kwargs: generation settings as for `model.generate`. The target's own
             generation_config applies (a checkpoint's forced_bos_token_id, bad_words_ids, ...), then these;
             the settings that change greedy output (`settings.GREEDY_SETTINGS`: forced BOS/EOS, no_repeat_ngram_size,
@@ -70,7 +69,8 @@ def generate(target, input_ids=None, *, draft=None, method: str = "greedy", num_
     _check_streamer(streamer, input_ids)
     options = _check_args(target, draft, input_ids, attention_mask, method, num_draft_tokens, max_new_tokens, schedule,
                           dict(num_branches=num_branches, max_ngram=max_ngram, min_ngram=min_ngram,
-                               confidence_threshold=confidence_threshold, draft_forward=draft_forward))
+                               confidence_threshold=confidence_threshold, draft_forward=draft_forward,
+                               verify_attention=verify_attention))
     if greedy_settings.get("do_sample") and not methods.METHODS[method].sampling:
         _fail(f"do_sample=True: {method!r} decodes greedily only; sampling methods: "
               f"{', '.join(m.name for m in methods.METHODS.values() if m.sampling)}")
@@ -151,6 +151,9 @@ def _check_kwargs(kwargs: dict) -> dict:
     return settings
 
 
+VERIFY_ATTENTION = ("default", "math")
+
+
 def validate_options(spec, schedule: str, **given) -> dict:
     """The method's options (methods.OPTION_DEFAULTS), each checked; one the method does not read is refused."""
     for name, value in given.items():
@@ -162,6 +165,9 @@ def validate_options(spec, schedule: str, **given) -> dict:
         if name == "draft_forward":
             if value not in _lean.CHOICES:
                 _fail(f"draft_forward must be one of {', '.join(map(repr, _lean.CHOICES))}, got {value!r}")
+        elif name == "verify_attention":
+            if value not in VERIFY_ATTENTION:
+                _fail(f"verify_attention must be one of {', '.join(map(repr, VERIFY_ATTENTION))}, got {value!r}")
         elif name == "confidence_threshold":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
                 _fail(f"confidence_threshold must be a probability in (0, 1), got {value!r}")

@@ -35,7 +35,8 @@ def engine_run(method, target, draft, input_ids, attention_mask, *, k, max_new_t
     stats.row_accepted, stats.row_rejections = [[] for _ in range(batch)], [0] * batch
     rolls_back = bool(getattr(module, "ROLLS_BACK", False))
     enc_input = input_ids if enc_dec else prefix
-    tstate = ModelState(target, enc_input, attention_mask, clock, rollback=rolls_back) if uses_target else None
+    tstate = (ModelState(target, enc_input, attention_mask, clock, rollback=rolls_back,
+                         math_attention=options.get("verify_attention") == "math") if uses_target else None)
     # a draft whose encoder module is the target's (see models.share_encoder) reuses the target's encoder output
     shared = tstate is not None and tstate.enc_dec and uses_draft and draft.get_encoder() is target.get_encoder()
     lean = False

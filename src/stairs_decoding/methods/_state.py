@@ -8,6 +8,7 @@ draft is one `rollback()`.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 
@@ -253,10 +254,12 @@ class ModelState:
     """One model's encoder output and KV cache over a prefix of the committed `Sequence`."""
 
     def __init__(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, clock: Clock,
-                 encoder_outputs=None, rollback: bool = False, lean: bool = False):
+                 encoder_outputs=None, rollback: bool = False, lean: bool = False, math_attention: bool = False):
         """`encoder_outputs`: reuse another model's encoder output (a draft whose encoder *is* the target's).
         `rollback`: the method will `rollback()` this model's cache (rejected drafts). `lean`: decoder steps run
-        through `_lean.LeanT5Step` (a T5-family draft: the same logits without the module tree's overhead)."""
+        through `_lean.LeanT5Step` (a T5-family draft: the same logits without the module tree's overhead).
+        `math_attention`: forwards of several decoder tokens (verifications, uncached stairs rows) run torch's math
+        SDPA backend instead of its default choice (option verify_attention="math")."""
         self.model = model
         self.clock = clock
         # The device the model takes its inputs on (with a device_map: its embedding's). A draft may sit on another
@@ -268,6 +271,7 @@ class ModelState:
         self.rollback_enabled = rollback
         self.cache = new_cache(model, rollback=rollback)
         self.lean = LeanT5Step(model, checked=True) if lean else None     # the engine resolved draft_forward
+        self.math_attention = math_attention
         layers = getattr(self.cache, "self_attention_cache", self.cache).layers
         self._sliding = any(isinstance(layer, DynamicSlidingWindowLayer) for layer in layers)
         self.cache_len = 0
@@ -306,6 +310,23 @@ class ModelState:
             raise RuntimeError("the committed rows were re-aligned but this model's cache was not (call realign())")
         self.layout = seq.layout
         t0 = self.clock()
+        with self._kernel(new.shape[1]):
+            logits = self._forward(seq, new, n_extra, keep)
+        self.seconds += self.clock() - t0
+        self.calls += 1
+        self.cache_len += new.shape[1]
+        return _on(logits[:, -keep:], seq.tokens.device)
+
+    def _kernel(self, tokens: int):
+        """The attention kernel context of a forward of `tokens` decoder tokens (verify_attention)."""
+        if self.math_attention and tokens > 1:
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+
+            return sdpa_kernel(SDPBackend.MATH)
+        return contextlib.nullcontext()
+
+    def _forward(self, seq: Sequence, new: torch.Tensor, n_extra: int, keep: int) -> torch.Tensor:
+        """Logits of `new` fed through this model's cache (its lean step or its own forward)."""
         if self.lean is not None:
             logits = self.lean(_on(new, self.device), self.cache, self.encoder_outputs.last_hidden_state,
                                self.encoder_mask, _on(seq.attention_mask(n_extra), self.device))
@@ -324,10 +345,7 @@ class ModelState:
                                                   self.device),
                                  use_cache=True, **with_cache(self.model, self.cache), **kwargs)
             self.cache, logits = output_cache(out), out.logits
-        self.seconds += self.clock() - t0
-        self.calls += 1
-        self.cache_len += new.shape[1]
-        return _on(logits[:, -keep:], seq.tokens.device)
+        return logits
 
     def rollback(self, length: int) -> None:
         """Forget cached positions from `length` on (rejected drafts). Also called with nothing to forget: a
@@ -427,6 +445,13 @@ class ModelState:
         """
         r = rows.shape[0] // seq.tokens.shape[0]
         t0 = self.clock()
+        with self._kernel(rows.shape[1]):
+            out = self._score_forward(rows, rows_mask, seq, r)
+        self.seconds += self.clock() - t0
+        self.calls += 1
+        return _on(out.logits, seq.tokens.device)
+
+    def _score_forward(self, rows: torch.Tensor, rows_mask: torch.Tensor, seq: Sequence, r: int):
         if self.enc_dec:
             enc, enc_mask = self._expand_encoder(r)
             out = self.model(encoder_outputs=enc, attention_mask=enc_mask, decoder_input_ids=_on(rows, self.device),
@@ -436,9 +461,7 @@ class ModelState:
                                 seq.last_position.to(rows_mask.device).repeat_interleave(r, 0))   # fillers past it
             out = self.model(input_ids=_on(rows, self.device), attention_mask=_on(rows_mask, self.device),
                              position_ids=_on(pos, self.device), use_cache=False)
-        self.seconds += self.clock() - t0
-        self.calls += 1
-        return _on(out.logits, seq.tokens.device)
+        return out
 
     def _expand_encoder(self, r: int):
         if r not in self._expanded:
