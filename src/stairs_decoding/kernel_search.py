@@ -215,7 +215,8 @@ def table(cells: list[dict]) -> str:
                   "|---|" + "---|" * (len(ms) + 2)]
         for path, c in cell["paths"].items():
             vs = " | ".join(f"{v:.2f} [{lo:.2f}, {hi:.2f}]" for v, lo, hi in zip(c["v"], c["ci95_low"], c["ci95_high"]))
-            lines.append(f"| {path} | {vs} | {max(c['max_abs_dlogit']):.1e} | {'yes' if all(c['argmax_agrees']) else 'no'} |")
+            agrees = "yes" if all(c["argmax_agrees"]) else "no"
+            lines.append(f"| {path} | {vs} | {max(c['max_abs_dlogit']):.1e} | {agrees} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -23,7 +23,7 @@ from ._engine import engine_run
 # which schedule="confidence" stops drafting (transformers' default assistant_confidence_threshold), and how the draft's
 # decoder steps run (methods/_lean.py: "auto" = the lean T5 step where the draft is a T5-family model), and which SDPA
 # kernel the target's forwards of several tokens run (verifications; "default" = torch's choice; "math" = torch's
-# math backend, which a CPU's fused kernel can cost several times more than for several query rows: kernel_search.py).
+# math backend, for CPUs whose fused kernel costs several times more for several query rows than for one).
 OPTION_DEFAULTS = {"num_branches": 3, "max_ngram": 2, "min_ngram": 1, "confidence_threshold": 0.4,
                    "draft_forward": "auto", "verify_attention": "default"}
 
@@ -74,13 +74,13 @@ register(Method("greedy", greedy, "the target alone, KV cache, one decoder call 
 register(Method("stairs", stairs, "the paper's stairs batch: k+1 prefixes verified in one uncached forward",
                 needs_draft=True, uses_k=True, speculative=True,
                 schedules=("constant", "heuristic", "confidence", "auto", "cost"), sampling=True,
-                options=("confidence_threshold", "draft_forward", "verify_attention"), label="stairs (paper)", color="#1f77b4",
-                marker="o"))
+                options=("confidence_threshold", "draft_forward", "verify_attention"), label="stairs (paper)",
+                color="#1f77b4", marker="o"))
 register(Method("stairs_cached", stairs_cached, "ours: one causal row of k+1 tokens through persistent "
                 "KV caches, rolled back after each round", needs_draft=True, uses_k=True, speculative=True,
                 verify_row=True, schedules=("constant", "heuristic", "confidence", "auto", "cost"), sampling=True,
-                options=("confidence_threshold", "draft_forward", "verify_attention"), label="stairs_cached (ours)", color="#2ca02c",
-                marker="s"))
+                options=("confidence_threshold", "draft_forward", "verify_attention"), label="stairs_cached (ours)",
+                color="#2ca02c", marker="s"))
 register(Method("lookup", lookup, "ours: no draft model; n-gram lookup in the source (encoder input or prompt) and "
                 "the output so far proposes up to k tokens, verified as in stairs_cached", uses_k=True,
                 speculative=True, verify_row=True, schedules=("constant", "heuristic", "cost"),
