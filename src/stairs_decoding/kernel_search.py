@@ -191,12 +191,13 @@ def load_target(name: str):
     from .paper_scale import T5_ARCHITECTURES, build_architecture, canonical_name
 
     root = Path(__file__).resolve().parents[2]
+    label = "models/tiny-t5/target (shipped tiny target, 8+8 layers, d 192)" if name == "tiny" else name
     if name == "tiny":
         name = str(root / "models" / "tiny-t5" / "target")
     if Path(name).is_dir():
         from .models import load_pretrained
 
-        return load_pretrained(name, dtype="float32", device="cpu"), Path(name).name
+        return load_pretrained(name, dtype="float32", device="cpu"), label
     try:
         key = canonical_name(name)
     except Exception:  # noqa: BLE001 — an unknown name is the user's error, said once
