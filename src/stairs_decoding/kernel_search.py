@@ -19,7 +19,6 @@ methods: this is the measurement that would justify adopting one (scripts/verify
 from __future__ import annotations
 
 import contextlib
-import math
 import statistics
 from typing import Callable, Iterator
 
@@ -27,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .compat import output_cache, with_cache
-from .timing import Clock, model_devices, summarize
+from .timing import Clock, model_devices, ratio_curve
 
 PATHS = ("default", "sdpa_math", "onednn_linear", "split2", "split3")
 
@@ -140,24 +139,11 @@ def measure_paths(model, *, batch: int = 1, max_tokens: int = 9, paths=PATHS, co
     out = {"default_step_s": statistics.median(t_one), "batch": batch, "context": context, "steps": steps,
            "rounds": rounds, "paths": {}}
     for p in paths:
-        curve = _curve(t_one, t_path[p])
+        curve = ratio_curve(t_one, t_path[p])
+        curve["own_step"] = curve["v"][0]
         curve.update(_exactness(fwd, p, ms))
         out["paths"][p] = curve
     return out
-
-
-def _curve(t_one: list[float], times: dict[int, list[float]]) -> dict:
-    curve = {"m": [], "v": [], "ci95_low": [], "ci95_high": [], "step_s": []}
-    for m, ts in sorted(times.items()):
-        ratios = [t / o for t, o in zip(ts, t_one) if t > 0 and o > 0]
-        s = summarize([math.log(r) for r in ratios])
-        curve["m"].append(m)
-        curve["v"].append(statistics.median(ratios))
-        curve["ci95_low"].append(math.exp(s["ci95_low"]))
-        curve["ci95_high"].append(math.exp(s["ci95_high"]))
-        curve["step_s"].append(statistics.median(ts))
-    curve["own_step"] = curve["v"][0]
-    return curve
 
 
 def _exactness(fwd: CachedForward, path: str, ms: list[int]) -> dict:

@@ -194,12 +194,21 @@ def verify_cost_curve(t_one: list[float], t_verify: dict[int, list[float]]) -> d
     """v(m) per m (1 included, = 1): the median over rounds of (m-token forward time / one-token step time) of the
     same round, with the 95 % t-interval of their geometric mean, and the median seconds of each."""
     curve = {"m": [1], "v": [1.0], "ci95_low": [1.0], "ci95_high": [1.0], "step_s": [statistics.median(t_one)]}
-    for m, times in sorted(t_verify.items()):
-        ratios = [t / one for t, one in zip(times, t_one) if one > 0 and t > 0]
+    for key, values in ratio_curve(t_one, t_verify).items():
+        curve[key].extend(values)
+    return curve
+
+
+def ratio_curve(t_one: list[float], times: dict[int, list[float]]) -> dict:
+    """For each m of `times` (its per-round seconds), in order: the median over rounds of (its time / `t_one` of
+    the same round), the 95 % t-interval of their geometric mean, and its median seconds."""
+    curve = {"m": [], "v": [], "ci95_low": [], "ci95_high": [], "step_s": []}
+    for m, ts in sorted(times.items()):
+        ratios = [t / one for t, one in zip(ts, t_one) if one > 0 and t > 0]
         s = summarize([math.log(r) for r in ratios])
         curve["m"].append(m)
         curve["v"].append(statistics.median(ratios) if ratios else math.nan)
         curve["ci95_low"].append(math.exp(s["ci95_low"]))
         curve["ci95_high"].append(math.exp(s["ci95_high"]))
-        curve["step_s"].append(statistics.median(times))
+        curve["step_s"].append(statistics.median(ts))
     return curve
